@@ -5,11 +5,10 @@ itself as the ``creator`` of its outputs: that record *is* the graph. ``backward
 functions from the output to the leaves, newest first (a heap keyed by generation), and calls each one's
 ``backward`` with Tensors, so a backward written with differentiable ops can itself be differentiated.
 """
-import heapq
-import itertools
+from heapq import heappop, heappush
 import os
 import traceback
-import weakref
+from weakref import ref as _weakref
 
 from minigrad import backend
 
@@ -73,10 +72,8 @@ class Tensor:
     __array_priority__ = 1000  # ndarray <op> Tensor defers to Tensor's reflected operator
 
     def __init__(self, data, requires_grad=False, name=None):
-        if not backend.is_array(data):
-            if not isinstance(data, backend.np.generic):  # 0-d NumPy results arrive as scalars
-                raise TypeError(f"Tensor wraps a NumPy or CuPy array, got {type(data).__name__}; use mg.tensor(...)")
-            data = backend.np.asarray(data)
+        if data.__class__ is not _ndarray:
+            data = _checked_array(data)
         self.data = data
         self.grad = self.creator = self.name = None
         self.generation = self.index = 0
@@ -229,6 +226,43 @@ class Tensor:
         return (self[i] for i in range(len(self)))
 
 
+_ndarray, _np_scalar, _np_asarray = backend.np.ndarray, backend.np.generic, backend.np.asarray
+
+
+def _checked_array(data):
+    if isinstance(data, _np_scalar):  # 0-d NumPy results arrive as scalars
+        return _np_asarray(data)
+    if not backend.is_array(data):
+        raise TypeError(f"Tensor wraps a NumPy or CuPy array, got {type(data).__name__}; use mg.tensor(...)")
+    return data
+
+
+_constants = {}  # (type, value, dtype, device) -> read-only Tensor: `x * 2.0` makes no new array each time
+
+
+def _scalar_tensor(value, like):
+    """A Python scalar as a constant Tensor of ``like``'s dtype and device (no float32 -> float64)."""
+    data = like.data
+    dtype = data.dtype
+    if value.__class__ is float and dtype.kind in "biu":
+        dtype = backend.DEFAULT_FLOAT
+    elif value.__class__ is int and dtype.kind == "b":
+        dtype = backend.as_dtype("int64")
+    device = None if data.__class__ is _ndarray else backend.device_of(data)
+    key = (value.__class__, value, dtype, device)
+    t = _constants.get(key) if value else None  # 0 is not cached: -0.0 == 0.0 would share a sign
+    if t is None:
+        array = backend.get_array_module(data).asarray(value, dtype=dtype)
+        if device is None:
+            array.flags.writeable = False
+        t = Tensor(array)
+        if value:
+            if len(_constants) >= 512:
+                _constants.clear()
+            _constants[key] = t
+    return t
+
+
 def as_tensor(value, like=None):
     """``value`` as a Tensor. Python scalars take the dtype and device of ``like`` (no float32 -> float64)."""
     if isinstance(value, Tensor):
@@ -237,17 +271,11 @@ def as_tensor(value, like=None):
         return Tensor(value)
     if like is None:
         return Tensor(backend.asarray(value))
+    if value.__class__ in (float, int, bool):
+        return _scalar_tensor(value, like)
     data = like.data
-    xp = backend.get_array_module(data)
-    dtype = data.dtype
-    if isinstance(value, (bool, int, float)):
-        if isinstance(value, float) and dtype.kind in "biu":
-            dtype = backend.DEFAULT_FLOAT
-        elif isinstance(value, int) and not isinstance(value, bool) and dtype.kind == "b":
-            dtype = backend.as_dtype("int64")
-        return Tensor(xp.asarray(value, dtype=dtype))
     if hasattr(value, "dtype") and hasattr(value, "shape"):  # NumPy scalar
-        return Tensor(xp.asarray(value))
+        return Tensor(backend.get_array_module(data).asarray(value))
     return Tensor(backend.asarray(value, device=backend.device_of(data)))
 
 
@@ -295,18 +323,22 @@ class Function:
         if len(xs) > 1 and backend.cp is not None:
             _check_devices(self, xs)
         ys = self.forward(*xs)
-        single = type(ys) is not tuple
+        single = ys.__class__ is not tuple
         outputs = [Tensor(ys)] if single else [Tensor(y) for y in ys]
         if _Config.anomaly:
             _check_finite(self, [o.data for o in outputs], "forward")
         if _Config.grad_enabled:
-            gen = -1
+            gen, wanting = -1, 0
             for x in inputs:
-                if x._requires_grad and x.generation > gen:
-                    gen = x.generation
+                if x._requires_grad:
+                    wanting += 1
+                    if x.generation > gen:
+                        gen = x.generation
             if gen >= 0:
-                if self.needs_input_data is not True:
-                    inputs = _edges(inputs, self.needs_input_data)
+                need = self.needs_input_data
+                if need is not True:  # keep an intermediate only if backward reads it (Edge otherwise)
+                    inputs = [x if x.creator is None or (need and wanting > x._requires_grad) else Edge(x)
+                              for x in inputs]
                 self.inputs = inputs
                 self.generation = gen
                 for i, o in enumerate(outputs):
@@ -314,7 +346,7 @@ class Function:
                     o.creator = self
                     o.generation = gen + 1
                     o.index = i
-                self.outputs = [weakref.ref(o) for o in outputs]
+                self.outputs = [_weakref(o) for o in outputs]
                 if self.saves_output:
                     self.saved = [o.data for o in outputs]
                 if not single:
@@ -342,20 +374,6 @@ class Function:
 
     def __repr__(self):
         return f"<{type(self).__name__}>"
-
-
-def _edges(inputs, need):
-    """Replace intermediate inputs whose values backward will not read by Edges (leaves stay: they are the
-    user's tensors and receive ``.grad``)."""
-    kept = []
-    for i, x in enumerate(inputs):
-        if x.creator is None:
-            kept.append(x)
-        elif need == "other" and any(y._requires_grad for j, y in enumerate(inputs) if j != i):
-            kept.append(x)
-        else:
-            kept.append(Edge(x))
-    return kept
 
 
 def _check_devices(f, xs):
@@ -412,50 +430,40 @@ def run_backward(roots, root_grads, retain_graph, create_graph, wanted):
     grads = {}  # graph position -> [tensor or Edge, gradient]; holding the tensor keeps the key unique
     wanted_keys = None if wanted is None else {_key(t) for t in wanted}
     found = {}
-    heap, seen, tie = [], set(), itertools.count()
-
-    def push(f):
-        if f not in seen:
-            seen.add(f)
-            heapq.heappush(heap, (-f.generation, next(tie), f))
+    heap, seen = [], set()  # heap of (-generation, id, function): newest first, ids break ties
 
     for r, g in zip(roots, root_grads):
         if g.shape != r.shape:
             raise RuntimeError(f"grad of shape {g.shape} given for an output of shape {r.shape}")
         _accumulate(grads, r, g)
-        if r.creator is not None:
-            push(r.creator)
+        f = r.creator
+        if f is not None and f not in seen:
+            seen.add(f)
+            heappush(heap, (-f.generation, id(f), f))
 
     with _GradMode(create_graph):
         while heap:
-            f = heapq.heappop(heap)[2]
+            f = heappop(heap)[2]
             if f.inputs is None:
                 raise _freed(f)
             if create_graph and not f.differentiable_backward:
                 raise RuntimeError(f"{type(f).__name__} is a fused op whose backward works on raw arrays: it "
                                    "has no second derivative. Use its composed version for higher-order gradients")
-            gys, any_grad, fid = [], False, id(f)
-            for i in range(len(f.outputs)):
-                entry = grads.pop((fid, i), None)
+            if len(f.outputs) == 1 and wanted_keys is None:  # the common case, inline
+                entry = grads.pop((id(f), 0), None)
                 if entry is None:
-                    gys.append(None)
                     continue
-                any_grad = True
-                g = entry[1]
-                if wanted_keys is not None and (fid, i) in wanted_keys:
-                    found[(fid, i)] = g
-                o = f.outputs[i]()
-                if o is not None and o._retains_grad and wanted is None:
-                    o.grad = g if o.grad is None else o.grad + g
-                gys.append(g)
-            if not any_grad:
-                continue
-            if len(gys) > 1 and any(g is None for g in gys):
-                xp = backend.get_array_module(next(g for g in gys if g is not None).data)
-                gys = [g if g is not None else Tensor(xp.zeros(s, d)) for g, (s, d) in zip(gys, f.output_meta)]
+                gys = (entry[1],)
+                o = f.outputs[0]()
+                if o is not None and o._retains_grad:
+                    o.grad = gys[0] if o.grad is None else o.grad + gys[0]
+            else:
+                gys = _output_grads(f, grads, wanted_keys, found, wanted is None)
+                if gys is None:
+                    continue
             gxs = _backward_unchecked(f, gys) if _Config.anomaly else f.backward(*gys)
-            if not isinstance(gxs, (tuple, list)):
-                gxs = (gxs,)
+            if gxs.__class__ is not tuple:
+                gxs = tuple(gxs) if isinstance(gxs, list) else (gxs,)
             if len(gxs) != len(f.inputs):
                 raise RuntimeError(f"{type(f).__name__}.backward returned {len(gxs)} gradients for "
                                    f"{len(f.inputs)} inputs")
@@ -466,14 +474,21 @@ def run_backward(roots, root_grads, retain_graph, create_graph, wanted):
                     continue
                 if not isinstance(gx, Tensor):
                     gx = as_tensor(gx, gys[0])
-                if gx.shape != x.shape:
+                if gx.data.shape != x.shape:
                     raise RuntimeError(f"{type(f).__name__}.backward returned a gradient of shape {gx.shape} "
                                        f"for input {i} of shape {x.shape}")
-                if gx.dtype != x.dtype:
+                if gx.data.dtype != x.dtype:
                     gx = gx.astype(x.dtype)
-                _accumulate(grads, x, gx)
-                if x.creator is not None:
-                    push(x.creator)
+                c = x.creator
+                key = id(x) if c is None else (id(c), x.index)
+                entry = grads.get(key)
+                if entry is not None:
+                    entry[1] = entry[1] + gx
+                    continue
+                grads[key] = [x, gx]
+                if c is not None and c not in seen:
+                    seen.add(c)
+                    heappush(heap, (-c.generation, id(c), c))
             if not retain_graph:
                 f.__dict__.clear()  # drops saved arrays too; f.inputs is None again (class default)
 
@@ -493,6 +508,32 @@ def _accumulate(grads, t, g):
         grads[key] = [t, g]
     else:
         entry[1] = entry[1] + g
+
+
+def _output_grads(f, grads, wanted_keys, found, to_leaves):
+    """The gradients of ``f``'s outputs, taken out of ``grads`` (zeros for an output that got none;
+    None when none did)."""
+    fid, gys = id(f), []
+    for i in range(len(f.outputs)):
+        entry = grads.pop((fid, i), None)
+        if entry is None:
+            gys.append(None)
+            continue
+        g = entry[1]
+        if wanted_keys is not None and (fid, i) in wanted_keys:
+            found[(fid, i)] = g
+        o = f.outputs[i]()
+        if o is not None and o._retains_grad and to_leaves:
+            o.grad = g if o.grad is None else o.grad + g
+        gys.append(g)
+    if len(gys) == 1:
+        return None if gys[0] is None else gys
+    if all(g is None for g in gys):
+        return None
+    if any(g is None for g in gys):
+        xp = backend.get_array_module(next(g for g in gys if g is not None).data)
+        gys = [g if g is not None else Tensor(xp.zeros(s, d)) for g, (s, d) in zip(gys, f.output_meta)]
+    return gys
 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=False):

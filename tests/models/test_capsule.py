@@ -2,7 +2,7 @@
 the soft k-means objective of the "kmeans" routing, the Capsule layer and the margin loss."""
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import minigrad as mg
@@ -54,6 +54,9 @@ def test_squash_matches_formula_and_composed(x, c, axis):
 
 @given(tensors(shape=(2, 3), elements=VALUES), st.sampled_from([0.5, 1.0]), st.sampled_from([1e-12, 0.3]))
 def test_squash_gradcheck(x, c, eps):
+    # central differences of the second derivative lose all accuracy for rows of norm ~1e-5 (step 1e-6);
+    # behaviour at and near zero is pinned by test_squash_is_finite_at_zero
+    assume(np.linalg.norm(x.numpy(), axis=-1).min() > 1e-2)
     assert mg.gradcheck(lambda t: squash(t, c=c, eps=eps), [x])
     assert mg.gradgradcheck(lambda t: squash_composed(t, c=c, eps=eps), [x])
 
