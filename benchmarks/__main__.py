@@ -164,7 +164,10 @@ def model_benchmarks(device):
         proc = subprocess.run(cmd, cwd=ROOT, text=True, timeout=3600)
         if proc.returncode != 0:
             parts.append(f"### {script.stem}\n\nfailed in this run (exit {proc.returncode}).\n")
+    on_gpu = device.startswith("cuda")
     for page in sorted((ROOT / "docs" / "benchmarks").glob("*.md")):
+        if page.stem.endswith("-cuda") != on_gpu:
+            continue
         parts.append(page.read_text().replace("\n# ", "\n### ").replace("\n## ", "\n### "))
     return "\n".join(parts)
 
@@ -174,10 +177,12 @@ def main(argv=None):
     p.add_argument("--device", default="cpu")
     p.add_argument("--quick", action="store_true", help="fewer ops and repeats, no model scripts (smoke test)")
     p.add_argument("--no-models", action="store_true", help="skip the model benchmark scripts")
-    p.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
+    p.add_argument("--out", default=None, help="default docs/benchmarks.md (docs/benchmarks-cuda.md on a GPU)")
     p.add_argument("--threads", default="1", help="BLAS/OpenMP threads for every engine (default 1: equal "
                    "footing, and stable timings on a shared machine)")
     args = p.parse_args(argv)
+    if args.out is None:
+        args.out = str(ROOT / "docs" / ("benchmarks.md" if args.device == "cpu" else "benchmarks-cuda.md"))
     try:
         import torch
         torch.set_num_threads(int(args.threads))

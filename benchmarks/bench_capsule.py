@@ -95,8 +95,11 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--quick", action="store_true", help="small batch, few repeats (smoke test)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--out", default=str(ROOT / "docs" / "benchmarks" / "capsule.md"))
+    p.add_argument("--out", default=None,
+                    help="default docs/benchmarks/capsule.md (docs/benchmarks/capsule-cuda.md on a GPU)")
     args = p.parse_args(argv)
+    if args.out is None:
+        args.out = str(ROOT / "docs" / "benchmarks" / ("capsule.md" if args.device == "cpu" else "capsule-cuda.md"))
     B = 4 if args.quick else 64
     repeat = 3 if args.quick else 9
     rng = np.random.default_rng(0)

@@ -116,8 +116,11 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="small batch, few repeats (smoke test)")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--out", default=str(ROOT / "docs" / "benchmarks" / "crf.md"))
+    ap.add_argument("--out", default=None,
+                    help="default docs/benchmarks/crf.md (docs/benchmarks/crf-cuda.md on a GPU)")
     args = ap.parse_args(argv)
+    if args.out is None:
+        args.out = str(ROOT / "docs" / "benchmarks" / ("crf.md" if args.device == "cpu" else "crf-cuda.md"))
     B, T = (8, 10) if args.quick else (64, 50)
     repeat = 3 if args.quick else 41
     try:

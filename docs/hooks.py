@@ -25,7 +25,10 @@ def on_config(config):
     pages = lambda folder: [{_title(p): f"{folder}/{p.name}"} for p in sorted((docs / folder).glob("*.md"))]
     config["nav"] = [{"Home": "index.md"}, {"Guided tour": pages("tour")}, {"Architecture": "architecture.md"}, {"Testing": "testing.md"},
                      {"Derivations": pages("derivations")}, {"Results": "results.md"},
-                     {"Benchmarks": "benchmarks.md"}, {"API reference": "api.md"}]
+                     {"Benchmarks": "benchmarks.md"}]
+    if (docs / "benchmarks-cuda.md").exists():
+        config["nav"].append({"Benchmarks on a GPU": "benchmarks-cuda.md"})
+    config["nav"].append({"API reference": "api.md"})
     return config
 
 

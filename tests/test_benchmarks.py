@@ -1,0 +1,36 @@
+"""The benchmark workloads run, and the raw-NumPy floor computes what the engine computes."""
+import numpy as np
+import pytest
+
+import minigrad as mg
+from benchmarks import core
+
+
+@pytest.mark.parametrize("shape", [(), (4, 4)])
+def test_chain_workloads_run(shape):
+    for engine in ("minigrad", "numpy"):
+        core.chain(engine, shape, 5, True)()
+
+
+def test_numpy_floor_mlp_matches_minigrad():
+    """The floor is a fair floor: the same gradients and the same Adam update as the minigrad step."""
+    X, y = core.mlp_data(batch=8)
+    params = core._init_mlp(np.random.default_rng(1))
+    mine = [mg.tensor(p.copy(), requires_grad=True) for p in params]
+    W1, b1, W2, b2, W3, b3 = mine
+    h = mg.relu(mg.tensor(X) @ W1.T + b1)
+    h = mg.relu(h @ W2.T + b2)
+    mg.cross_entropy(h @ W3.T + b3, mg.tensor(y)).backward()
+    grads = core.numpy_mlp_grads(params, X, np.eye(10, dtype=np.float32)[y])
+    for t, g in zip(mine, grads):
+        np.testing.assert_allclose(t.grad.numpy(), g, rtol=1e-4, atol=1e-7)
+    mg.optim.Adam(mine, lr=1e-3).step()
+    core.NumpyAdam(params, lr=1e-3).step(grads)
+    for t, p in zip(mine, params):  # Adam's first step is ±lr where |g| ≫ eps: compare at 1 % of lr
+        np.testing.assert_allclose(t.numpy(), p, atol=1e-5)
+
+
+def test_step_workloads_run():
+    core.mlp_step("minigrad")()
+    core.mlp_step("numpy")()
+    core.cnn_step("minigrad", batch=2)()
