@@ -1,10 +1,13 @@
-"""+ − × ÷, negation and powers, with NumPy broadcasting undone in backward (``unbroadcast``)."""
+"""+ − × ÷, negation and powers, with NumPy broadcasting undone in backward (``unbroadcast``).
+
+A Python scalar operand takes the other operand's dtype and device (``Function.__call__`` converts it).
+"""
 from minigrad.core import Function, Tensor, as_tensor
 from minigrad.ops.shape import unbroadcast
 
 
 def _pair(a, b):
-    """Both operands as Tensors; a Python scalar takes the other's dtype and device."""
+    """Both operands as Tensors, for ops that look at shapes before the call (matmul, where)."""
     if not isinstance(a, Tensor):
         a = as_tensor(a, b if isinstance(b, Tensor) else None)
     return a, (b if isinstance(b, Tensor) else as_tensor(b, a))
@@ -69,7 +72,6 @@ class Pow(Function):
     """a ** b; d/da = b a^(b-1), d/db = a^b log a (only computed when b requires grad)."""
     saves_output = True
 
-
     def forward(self, a, b):
         return a ** b
 
@@ -81,19 +83,19 @@ class Pow(Function):
 
 
 def add(a, b):
-    return Add()(*_pair(a, b))
+    return Add()(a, b)
 
 
 def sub(a, b):
-    return Sub()(*_pair(a, b))
+    return Sub()(a, b)
 
 
 def mul(a, b):
-    return Mul()(*_pair(a, b))
+    return Mul()(a, b)
 
 
 def div(a, b):
-    return Div()(*_pair(a, b))
+    return Div()(a, b)
 
 
 def neg(x):
@@ -101,7 +103,7 @@ def neg(x):
 
 
 def pow(a, b):
-    return Pow()(*_pair(a, b))
+    return Pow()(a, b)
 
 
 from minigrad.ops.elementwise import log  # noqa: E402

@@ -239,13 +239,11 @@ clamp = clip
 
 
 def maximum(a, b):
-    from minigrad.ops.arithmetic import _pair
-    return Maximum()(*_pair(a, b))
+    return Maximum()(a, b)
 
 
 def minimum(a, b):
-    from minigrad.ops.arithmetic import _pair
-    return Minimum()(*_pair(a, b))
+    return Minimum()(a, b)
 
 
 def where(cond, a, b):
