@@ -77,7 +77,8 @@ def table(title, header, rows):
     return text
 
 
-def bench_chain(device, quick):
+def bench_chain(device, quick, results):
+    """Chains of n ops at three sizes; ``results[("chain", label, engine)]`` = fwd+bwd seconds per op."""
     sections = []
     n = 100 if quick else 1000
     for shape, label in [((), "0-d"), ((64, 64), "64×64"), ((1024, 1024), "1024×1024")]:
@@ -97,6 +98,7 @@ def bench_chain(device, quick):
             f = core.timing(fwd, repeat=repeat)
             b = core.timing(core.chain(engine, shape, n, True, device), repeat=repeat)
             base.setdefault("minigrad", b[0])
+            results[("chain", label, engine)] = b[0] / n
             rows.append([engine, fmt_us(f[0] / n), fmt_us(b[0] / n),
                          f"{fmt_us(b[1] / n)}–{fmt_us(b[2] / n)}", f"{b[0] / base['minigrad']:.2f}"])
         sections.append(table(f"Chain of {n} `y = y * 1.0001`, {label} float32 ({device})",
@@ -105,7 +107,7 @@ def bench_chain(device, quick):
     return "\n".join(sections)
 
 
-def bench_step(kind, device, quick):
+def bench_step(kind, device, quick, results):
     maker = core.mlp_step if kind == "mlp" else core.cnn_step
     engines = ["minigrad", "numpy", "torch", "autograd", "mygrad"] if kind == "mlp" else ["minigrad", "torch"]
     if device.startswith("cuda"):
@@ -125,6 +127,7 @@ def bench_step(kind, device, quick):
         med, lo, hi, k = core.timing(step, repeat=5 if quick else 15)
         if engine == "minigrad":
             base = med
+        results[(kind, engine)] = med
         rows.append([engine, f"{med * 1e3:.2f}", f"{lo * 1e3:.2f}–{hi * 1e3:.2f}",
                      f"{med / base:.2f}" if base else ""])
     title = ("MLP 784-256-256-10, batch 128, one Adam training step" if kind == "mlp" else
@@ -132,7 +135,7 @@ def bench_step(kind, device, quick):
     return table(f"{title} ({device})", ["engine", "median ms", "min–max ms", "time ÷ minigrad"], rows)
 
 
-def bench_graph():
+def bench_graph(results):
     rows = []
     for engine in ["minigrad", "torch", "mygrad", "autograd", "micrograd"]:
         if not available(engine):
@@ -150,26 +153,107 @@ def bench_graph():
             rows.append([engine, f"fails: {err[:60]}", ""])
             continue
         t, mem = json.loads(proc.stdout.strip().splitlines()[-1])
+        results[("graph", engine)] = t
         rows.append([engine, f"{t * 1e3:,.0f}", f"{mem:,.0f}"])
     return table(f"Backward of a {core.GRAPH_NODES:,}-node graph (chain on a (16,) float64 vector, cpu)",
                  ["engine", "backward ms", "peak RSS growth MiB (graph + backward)"], rows)
 
 
-def model_benchmarks(device):
-    """Run each model's own benchmark script; they write docs/benchmarks/<name>.md."""
+def model_benchmarks(device, results):
+    """Run each model's own benchmark script; they write docs/benchmarks/<name>.md (the attention script
+    also its encoder-layer times, for the targets table)."""
     parts = []
+    layer_json = ROOT / "benchmarks" / ".attention-layer.json"
     for script in sorted((ROOT / "benchmarks").glob("bench_*.py")):
         cmd = [sys.executable, str(script)] + (["--device", device] if device != "cpu" else [])
+        if script.name == "bench_attention.py":
+            cmd += ["--json", str(layer_json)]
         print(f"\n=== {script.name} ===", flush=True)
         proc = subprocess.run(cmd, cwd=ROOT, text=True, timeout=3600)
         if proc.returncode != 0:
             parts.append(f"### {script.stem}\n\nfailed in this run (exit {proc.returncode}).\n")
+    if layer_json.exists():
+        for name, seconds in json.loads(layer_json.read_text()).items():
+            results[("encoder", name)] = seconds
+        layer_json.unlink()
     on_gpu = device.startswith("cuda")
     for page in sorted((ROOT / "docs" / "benchmarks").glob("*.md")):
         if page.stem.endswith("-cuda") != on_gpu:
             continue
         parts.append(page.read_text().replace("\n# ", "\n### ").replace("\n## ", "\n### "))
     return "\n".join(parts)
+
+
+PEER_WORKLOADS = [(("chain", "0-d"), "0-d chain"), (("chain", "64×64"), "64×64 chain"),
+                  (("chain", "1024×1024"), "1024×1024 chain"), (("mlp",), "MLP step"),
+                  (("graph",), "100k-node backward")]
+
+
+def _ratio(results, a, b):
+    return results[a] / results[b] if a in results and b in results else None
+
+
+def targets(results, device):
+    """The issue's targets, judged from the numbers of this run."""
+    rows = []
+
+    def judge(ok):
+        return "met" if ok else "**missed**"
+    if device == "cpu":
+        op = results.get(("chain", "64×64", "minigrad"))
+        if op is not None:
+            extra = ", ".join(f"{name} {results[('chain', '64×64', e)] * 1e6:.1f}" for e, name in
+                              (("torch", "PyTorch"), ("numpy", "raw NumPy")) if ("chain", "64×64", e) in results)
+            rows.append(["per-op forward+backward ≤ 8 µs (64×64 chain)", f"{op * 1e6:.1f} µs ({extra})",
+                         judge(op <= 8e-6)])
+        r = _ratio(results, ("mlp", "minigrad"), ("mlp", "numpy"))
+        if r is not None:
+            rows.append(["MLP step ≤ 1.15× the raw-NumPy floor", f"{results[('mlp', 'minigrad')] * 1e3:.2f} / "
+                         f"{results[('mlp', 'numpy')] * 1e3:.2f} ms = {r:.2f}×", judge(r <= 1.15)])
+        r = _ratio(results, ("cnn", "minigrad"), ("cnn", "torch"))
+        if r is not None:
+            rows.append(["CNN step ≤ 1.5× PyTorch CPU", f"{results[('cnn', 'minigrad')] * 1e3:.2f} / "
+                         f"{results[('cnn', 'torch')] * 1e3:.2f} ms = {r:.2f}×", judge(r <= 1.5)])
+        wins, losses = [], []
+        for key, label in PEER_WORKLOADS:
+            for peer in ("autograd", "mygrad", "micrograd"):
+                r = _ratio(results, key + (peer,), key + ("minigrad",))
+                if r is not None:
+                    (wins if r > 1 else losses).append(f"{peer} {label} {r:.2f}×")
+        rows.append(["faster than every educational peer on every workload it runs (peer time ÷ minigrad time)",
+                     "; ".join(["slower peers: " + ", ".join(wins)] + (["**faster**: " + ", ".join(losses)]
+                                                                       if losses else [])),
+                     judge(not losses)])
+    else:
+        for kind, label in (("mlp", "MLP step"), ("cnn", "CNN step")):
+            r = _ratio(results, (kind, "minigrad"), (kind, "torch"))
+            if r is not None:
+                rows.append([f"{label} ≤ 2× PyTorch CUDA", f"{results[(kind, 'minigrad')] * 1e3:.2f} / "
+                             f"{results[(kind, 'torch')] * 1e3:.2f} ms = {r:.2f}×", judge(r <= 2)])
+    r = _ratio(results, ("encoder", "minigrad fused"), ("encoder", "PyTorch"))
+    if r is not None:
+        limit = 1.5 if device == "cpu" else 2.0
+        mine, theirs = results[("encoder", "minigrad fused")], results[("encoder", "PyTorch")]
+        rows.append([f"encoder layer (dropout 0) ≤ {limit:g}× PyTorch", f"{mine * 1e3:.1f} / {theirs * 1e3:.1f} ms"
+                     f" = {r:.2f}×", judge(r <= limit)])
+    if not rows:
+        return ""
+    lines = ["## Targets, judged from this run", "", "| target | measured | |", "|---|---|---|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines) + "\n\n"
+
+
+NOTES = ("<!-- notes:start -->", "<!-- notes:end -->")
+
+
+def kept_notes(path):
+    """The hand-written analysis between the notes markers of the previous page, kept across regenerations."""
+    try:
+        text = Path(path).read_text()
+        start, end = text.index(NOTES[0]), text.index(NOTES[1]) + len(NOTES[1])
+        return text[start:end] + "\n\n"
+    except (OSError, ValueError):
+        return f"{NOTES[0]}\n{NOTES[1]}\n\n"
 
 
 def main(argv=None):
@@ -194,15 +278,18 @@ def main(argv=None):
             + f"; {args.threads} BLAS/OpenMP thread(s) for every engine"
             + ".\n\nEach figure is the median of repeated runs (min–max beside it); ratios compare numbers from "
               "this same run. Regenerate with `python -m benchmarks` (add `--device cuda` on a GPU).\n\n")
-    body = [bench_chain(args.device, args.quick),
-            bench_step("mlp", args.device, args.quick),
-            bench_step("cnn", args.device, args.quick)]
+    results = {}
+    body = [bench_chain(args.device, args.quick, results),
+            bench_step("mlp", args.device, args.quick, results),
+            bench_step("cnn", args.device, args.quick, results)]
     if not args.device.startswith("cuda"):
-        body.append(bench_graph())
+        body.append(bench_graph(results))
     if not (args.no_models or args.quick):  # model scripts write their own docs pages: full runs only
         body.append("## Model ops: fused (hand-written backward) vs composed\n\n" +
-                    model_benchmarks(args.device))
-    Path(args.out).write_text(head + "## Engine\n\n" + "\n".join(body))
+                    model_benchmarks(args.device, results))
+    summary = targets(results, args.device)
+    print("\n" + summary)
+    Path(args.out).write_text(head + summary + kept_notes(args.out) + "## Engine\n\n" + "\n".join(body))
     print(f"wrote {args.out}")
 
 

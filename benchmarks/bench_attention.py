@@ -245,6 +245,7 @@ def main():
     ap.add_argument("--quick", action="store_true", help="2 repeats, do not write the docs page")
     ap.add_argument("--device", default="cpu", help="cpu, or cuda (CuPy against PyTorch CUDA)")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--json", default=None, help="also write the dropout-0 encoder-layer times (s) here")
     args = ap.parse_args()
     global DEVICE
     DEVICE = mg.backend.parse_device(args.device)
@@ -276,6 +277,8 @@ def main():
         if torch is not None and dropout == 0.0:
             diff = np.abs(steps["minigrad fused"]()[0].numpy() - steps["PyTorch"]()[0].detach().cpu().numpy()).max()
             check = f" Same weights; max |minigrad − PyTorch| on the output: {diff:.1e}."
+        if dropout == 0.0 and args.json:
+            Path(args.json).write_text(json.dumps({n: t[n][0] for n in steps}))
         sections.append(f"### Encoder layer, dropout {dropout} (training mode)\n\n{check.strip()}\n\n"
                         + table({n: (t[n], mem[n]) for n in steps}, "PyTorch"))
         print(sections[-1], flush=True)
