@@ -252,9 +252,11 @@ def _scalar_tensor(value, like):
     key = (value.__class__, value, dtype, device)
     t = _constants.get(key) if value else None  # 0 is not cached: -0.0 == 0.0 would share a sign
     if t is None:
-        array = backend.get_array_module(data).asarray(value, dtype=dtype)
         if device is None:
+            array = _np_asarray(value, dtype=dtype)
             array.flags.writeable = False
+        else:
+            array = backend.asarray(value, dtype=dtype, device=device)  # on that GPU, not the current one
         t = Tensor(array)
         if value:
             if len(_constants) >= 512:

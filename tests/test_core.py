@@ -151,6 +151,25 @@ def test_float32_is_preserved_with_python_scalars():
     assert x.grad.dtype == np.float32
 
 
+def test_python_scalar_constants_are_shared_read_only_and_exact():
+    x = mg.tensor([1.0, -2.0], requires_grad=True)
+    a, b = x * 0.25, x * 0.25
+    c1, c2 = a.creator.inputs[1], b.creator.inputs[1]
+    assert c1 is c2 and c1.dtype == np.float32 and not c1.data.flags.writeable
+    assert (x.astype("float64") * 0.25).creator.inputs[1].dtype == np.float64  # one constant per dtype
+    assert (mg.tensor([1, 2]) * 0.5).creator is None  # no graph without a grad-requiring input
+    from minigrad.core import _scalar_tensor
+    assert _scalar_tensor(0.5, mg.tensor([1, 2])).dtype == np.float32  # float on ints: the default float
+    assert (mg.tensor([True]) + 1).dtype == np.int64
+    assert np.signbit((mg.tensor([1.0]) * -0.0).numpy()).all()  # zeros are not cached: -0.0 keeps its sign
+    nan = (mg.tensor([1.0]) * float("nan")).numpy()
+    assert np.isnan(nan).all()
+    for i in range(2000):  # the cache stays bounded however many distinct scalars pass through
+        x * (i + 0.5)
+    from minigrad.core import _constants
+    assert len(_constants) <= 512
+
+
 def test_int_and_bool_tensors_cannot_require_grad():
     with pytest.raises(TypeError, match="floating-point"):
         mg.tensor([1, 2], requires_grad=True)
