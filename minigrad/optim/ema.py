@@ -11,7 +11,8 @@ class EMA:
     Call ``update()`` after each ``optimizer.step()``; evaluate with ``copy_to(model)``, or keep training
     weights aside with ``store()`` / ``copy_to()`` / ``restore()`` (``with ema.average_parameters(): ...``).
     ``warmup=True`` uses d_n = min(decay, (1 + n)/(10 + n)) at the n-th update, so early averages are not
-    dominated by the random initialisation.
+    dominated by the random initialisation. Shadows follow the model: after ``model.to(device)`` each one
+    moves to its tensor's device on first use (``ema.to(device)`` moves them all at once).
     """
 
     def __init__(self, model, decay=0.999, warmup=False):
@@ -27,6 +28,21 @@ class EMA:
         model = self.model if model is None else model  # not ``or``: an empty Sequential is falsy
         return list(model.named_parameters()) + list(model.named_buffers())
 
+    def _follow(self, saved, name, t):
+        """``saved[name]``, moved first to the device of ``t`` if the model has moved since it was made."""
+        a = saved[name]
+        device = backend.device_of(t.data)
+        if backend.device_of(a) != device:
+            a = saved[name] = backend.to_device(a, device)
+        return a
+
+    def to(self, device):
+        """Move every shadow (and stored backup) to ``device``; returns self."""
+        for saved in (self.shadow, self.backup or {}):
+            for name, a in saved.items():
+                saved[name] = backend.to_device(a, device)
+        return self
+
     def current_decay(self):
         """The decay the next ``update`` uses."""
         n = self.num_updates + 1
@@ -37,7 +53,7 @@ class EMA:
         d = self.current_decay()
         self.num_updates += 1
         for name, t in self._named(model):
-            s = self.shadow[name]
+            s = self._follow(self.shadow, name, t)
             if s.dtype.kind == "f":
                 s *= d
                 s += (1.0 - d) * t.data
@@ -47,7 +63,7 @@ class EMA:
     def copy_to(self, model=None):
         """Overwrite the model's parameters and buffers with the averages."""
         for name, t in self._named(model):
-            t.data = self.shadow[name].astype(t.dtype, copy=True)
+            t.data = self._follow(self.shadow, name, t).astype(t.dtype, copy=True)
 
     apply_to = copy_to
 
@@ -60,7 +76,7 @@ class EMA:
         if self.backup is None:
             raise RuntimeError("EMA.restore: nothing stored; call store() first")
         for name, t in self._named(model):
-            t.data = self.backup[name]
+            t.data = self._follow(self.backup, name, t)
         self.backup = None
 
     @contextmanager

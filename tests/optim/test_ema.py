@@ -1,9 +1,9 @@
-"""EMA of weights: the averaging math, buffers, store/restore, and saving."""
+"""EMA of weights: the averaging math, buffers, store/restore, saving, and following the model across devices."""
 import numpy as np
 import pytest
 
 import minigrad as mg
-from minigrad import nn, optim
+from minigrad import backend, nn, optim
 
 
 class Tiny(nn.Module):
@@ -97,3 +97,62 @@ def test_a_model_that_is_falsy_is_still_the_one_used():
     ema.copy_to(b)
     np.testing.assert_array_equal(b.w.numpy(), [0.5, 0.5])
     np.testing.assert_array_equal(a.w.numpy(), [0.0, 0.0])
+
+
+class _OnGpu(np.ndarray):
+    """A host array that the patched backend below reports as living on cuda:0."""
+
+
+def _fake_gpu(monkeypatch):
+    """device_of / to_device that tell _OnGpu arrays apart; returns the list of moves made."""
+    moves = []
+
+    def to_device(a, device):
+        moves.append(device)
+        return np.array(a).view(_OnGpu) if device == "cuda:0" else np.array(a)
+    monkeypatch.setattr(backend, "device_of", lambda a: "cuda:0" if isinstance(a, _OnGpu) else "cpu")
+    monkeypatch.setattr(backend, "to_device", to_device)
+    return moves
+
+
+def _place(model, cls):
+    """What ``model.to(device)`` does: every parameter and buffer gets an array on the new device."""
+    for _, t in list(model.named_parameters()) + list(model.named_buffers()):
+        t.data = np.array(t.data).view(cls)
+
+
+def test_shadows_follow_the_model_to_another_device(monkeypatch):
+    moves = _fake_gpu(monkeypatch)
+    m = Tiny()
+    ema = optim.EMA(m, decay=0.5)
+    _place(m, _OnGpu)
+    m.w.data[...] = [3.0, 4.0]
+    ema.update()
+    assert moves == ["cuda:0"] * 4 and all(isinstance(s, _OnGpu) for s in ema.shadow.values())
+    np.testing.assert_allclose(ema.shadow["w"], [2.0, 3.0])
+    ema.update()
+    assert len(moves) == 4  # moved once, not at every update
+    ema.store()
+    ema.copy_to()
+    assert isinstance(m.w.data, _OnGpu)
+    _place(m, np.ndarray)  # the model goes back to the CPU between store and restore
+    ema.restore()
+    assert type(m.w.data) is np.ndarray
+    np.testing.assert_allclose(m.w.numpy(), [3.0, 4.0])
+    ema.copy_to()
+    assert all(type(s) is np.ndarray for s in ema.shadow.values()) and type(m.b.data) is np.ndarray
+    assert ema.to("cuda:0") is ema and all(isinstance(s, _OnGpu) for s in ema.shadow.values())
+
+
+@pytest.mark.skipif(not mg.cuda.is_available(), reason="needs a GPU")
+def test_shadows_follow_the_model_to_cuda_and_back():
+    m = Tiny()
+    ema = optim.EMA(m, decay=0.5)
+    m.to("cuda")
+    ema.update()
+    assert {backend.device_of(s) for s in ema.shadow.values()} == {"cuda:0"}
+    with ema.average_parameters():
+        assert m.w.device == "cuda:0"
+    m.to("cpu")
+    ema.copy_to()
+    assert m.w.device == "cpu" and {backend.device_of(s) for s in ema.shadow.values()} == {"cpu"}
