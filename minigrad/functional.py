@@ -10,9 +10,9 @@ from minigrad.ops.shape import pad  # noqa: F401
 from minigrad import backend as _backend  # noqa: E402
 from minigrad.core import Tensor as _Tensor, as_tensor as _as_tensor  # noqa: E402
 from minigrad.ops.conv import conv1d, conv2d, conv_transpose2d  # noqa: F401,E402
-from minigrad.ops.norm import batch_norm, layer_norm  # noqa: F401,E402
+from minigrad.ops.norm import batch_norm, group_norm, layer_norm  # noqa: F401,E402
 from minigrad.ops.pooling import (adaptive_avg_pool1d, adaptive_avg_pool2d, avg_pool1d, avg_pool2d,  # noqa: F401,E402
-                                  max_pool1d, max_pool2d)
+                                  max_pool1d, max_pool2d, max_unpool2d)
 
 
 def silu(x):

@@ -10,6 +10,6 @@ from minigrad.nn.conv import Conv1d, Conv2d, ConvTranspose2d  # noqa: F401,E402
 from minigrad.nn.dropout import Dropout  # noqa: F401,E402
 from minigrad.nn.embedding import Embedding  # noqa: F401,E402
 from minigrad.nn.linear import Flatten, Identity, Linear, Unflatten  # noqa: F401,E402
-from minigrad.nn.norm import BatchNorm1d, BatchNorm2d, LayerNorm  # noqa: F401,E402
+from minigrad.nn.norm import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm  # noqa: F401,E402
 from minigrad.nn.pooling import (AdaptiveAvgPool1d, AdaptiveAvgPool2d, AvgPool1d, AvgPool2d,  # noqa: F401,E402
-                                 MaxPool1d, MaxPool2d)
+                                 MaxPool1d, MaxPool2d, MaxUnpool2d)

@@ -1,4 +1,4 @@
-"""LayerNorm and BatchNorm1d/2d with PyTorch's parameters, buffers and running-statistics rules."""
+"""LayerNorm, GroupNorm and BatchNorm1d/2d with PyTorch's parameters, buffers and running-statistics rules."""
 from minigrad import backend
 from minigrad import functional as F
 from minigrad.core import Tensor, as_tensor
@@ -36,6 +36,36 @@ class LayerNorm(Module):
 
     def extra_repr(self):
         return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
+
+
+class GroupNorm(Module):
+    """Normalise each sample over groups of ``num_channels // num_groups`` channels and all positions, then a
+    per-channel affine map; no batch statistics, so training and eval agree and any batch size works."""
+
+    def __init__(self, num_groups, num_channels, eps=1e-5, affine=True, device=None, dtype=None):
+        super().__init__()
+        if num_groups < 1 or num_channels % num_groups:
+            raise ValueError(f"GroupNorm: num_channels ({num_channels}) must be divisible by num_groups "
+                             f"({num_groups})")
+        self.num_groups, self.num_channels, self.eps, self.affine = num_groups, num_channels, eps, affine
+        self.register_parameter("weight", _parameter((num_channels,), device, dtype) if affine else None)
+        self.register_parameter("bias", _parameter((num_channels,), device, dtype) if affine else None)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        if self.affine:
+            init.ones_(self.weight)
+            init.zeros_(self.bias)
+
+    def forward(self, input):
+        x = as_tensor(input)
+        if x.ndim < 2 or x.shape[1] != self.num_channels:
+            raise ValueError(f"GroupNorm(num_channels={self.num_channels}): input must be (N, C, ...) with "
+                             f"C = {self.num_channels}, got shape {x.shape}")
+        return F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
+
+    def extra_repr(self):
+        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}"
 
 
 class _BatchNorm(Module):

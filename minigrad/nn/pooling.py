@@ -1,4 +1,4 @@
-"""Pooling layers: MaxPool1d/2d, AvgPool1d/2d, AdaptiveAvgPool1d/2d (PyTorch's arguments)."""
+"""Pooling layers: MaxPool1d/2d, MaxUnpool2d, AvgPool1d/2d, AdaptiveAvgPool1d/2d (PyTorch's arguments)."""
 from minigrad import functional as F
 from minigrad.nn.module import Module
 
@@ -15,21 +15,34 @@ class _Pool(Module):
 
 
 class MaxPool2d(_Pool):
-    """Maximum over each window; padding counts as −∞. The gradient goes to the (first) maximum."""
+    """Maximum over each window; padding counts as −∞. The gradient goes to the (first) maximum.
+    ``return_indices=True`` returns (output, indices) for ``MaxUnpool2d``."""
 
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False, ceil_mode=False):
         super().__init__(kernel_size=kernel_size, stride=stride if stride is not None else kernel_size,
                          padding=padding, dilation=dilation, ceil_mode=ceil_mode)
-        if return_indices:
-            raise NotImplementedError("MaxPool2d: return_indices=True is not supported")
+        self.return_indices = return_indices
 
     def forward(self, input):
-        return F.max_pool2d(input, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode)
+        return F.max_pool2d(input, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode,
+                            self.return_indices)
 
 
 class MaxPool1d(MaxPool2d):
     def forward(self, input):
-        return F.max_pool1d(input, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode)
+        return F.max_pool1d(input, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode,
+                            self.return_indices)
+
+
+class MaxUnpool2d(_Pool):
+    """Puts each value back where ``MaxPool2d(..., return_indices=True)`` found it; zeros elsewhere."""
+
+    def __init__(self, kernel_size, stride=None, padding=0):
+        super().__init__(kernel_size=kernel_size, stride=stride if stride is not None else kernel_size,
+                         padding=padding)
+
+    def forward(self, input, indices, output_size=None):
+        return F.max_unpool2d(input, indices, self.kernel_size, self.stride, self.padding, output_size)
 
 
 class AvgPool2d(_Pool):

@@ -1,8 +1,10 @@
-"""Layer and batch normalisation, composed from primitives (mean, subtract, rsqrt, multiply).
+"""Layer, group and batch normalisation, composed from primitives (mean, subtract, rsqrt, multiply).
 
 Composition costs a few temporaries but every derivative order comes for free; the backward it produces is
 derived by hand in docs/derivations/norm.md. Running statistics are updated on raw arrays, outside the graph.
 """
+import math
+
 from minigrad import backend
 from minigrad.core import Tensor, as_tensor
 from minigrad.ops.reduction import mean
@@ -30,6 +32,27 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
     if weight is not None:
         y = y * weight
     return y if bias is None else y + bias
+
+
+def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
+    """Split the C channels of ``input`` (N, C, *) into ``num_groups`` groups and normalise each sample's
+    group over its channels and positions; then scale by ``weight`` and shift by ``bias``, both (C,)."""
+    x = as_tensor(input)
+    if x.ndim < 2:
+        raise ValueError(f"group_norm: input must have a channel axis (N, C, ...), got shape {x.shape}")
+    n, c = x.shape[:2]
+    if not isinstance(num_groups, int) or num_groups < 1 or c % num_groups:
+        raise ValueError(f"group_norm: num_groups must be a positive divisor of the {c} channels of input "
+                         f"{x.shape}, got {num_groups!r}")
+    for name, p in (("weight", weight), ("bias", bias)):
+        if p is not None and tuple(p.shape) != (c,):
+            raise ValueError(f"group_norm: {name} must have shape ({c},) for input {x.shape}, got {tuple(p.shape)}")
+    m = c // num_groups * math.prod(x.shape[2:])
+    y = reshape(_normalize(reshape(x, (n, num_groups, m)), (2,), eps)[0], x.shape)
+    stat_shape = (1, c) + (1,) * (x.ndim - 2)
+    if weight is not None:
+        y = y * reshape(weight, stat_shape)
+    return y if bias is None else y + reshape(bias, stat_shape)
 
 
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):

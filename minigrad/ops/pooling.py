@@ -1,7 +1,8 @@
 """Pooling over 2-D windows (1-D pooling is the height-1 case).
 
 Max pooling remembers where each window's maximum sits (a flat index into the padded input) and is then a
-gather; its backward is the matching scatter, whose backward is the gather again. Average pooling is a
+gather; its backward is the matching scatter, whose backward is the gather again. Max unpooling writes
+values back at such positions (PyTorch's indices), and reads its gradient back from them. Average pooling is a
 linear map whose adjoint spreads each gradient evenly over its window. Both pairs are closed under
 differentiation, so every order of derivative exists. Adaptive average pooling is two small matmuls.
 """
@@ -85,6 +86,17 @@ class _Positions:
             self._pos = pos
         return self._pos
 
+    def indices(self, hw):
+        """PyTorch's indices: each maximum's flat position h·W + w in its unpadded (H, W) input plane, int64."""
+        xp = _xp(self.idx)
+        _, _, ho, wo = self.idx.shape
+        kw, (sh, sw), (dh, dw) = self.khw[1], self.g.stride, self.g.dilation
+        (t, _), (l, _) = self.g.padding
+        tap = self.idx.astype(xp.int64)
+        rows = tap // kw * dh + (xp.arange(ho) * sh - t).reshape(ho, 1)
+        cols = tap % kw * dw + xp.arange(wo) * sw - l
+        return rows * hw[1] + cols
+
     def flat(self, a):
         """``a`` (shaped like the padded input) laid out in ``order`` and flattened."""
         mem = a.transpose(self.order)
@@ -161,12 +173,64 @@ class MaxPoolScatter(Function):
 
 
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
-    """Maximum over ``kernel_size`` windows of ``input`` (N, C, H, W); padding counts as −∞."""
-    if return_indices:
-        raise NotImplementedError("max_pool2d: return_indices=True is not supported")
+    """Maximum over ``kernel_size`` windows of ``input`` (N, C, H, W); padding counts as −∞. With
+    ``return_indices``, also where each maximum sits: int64 flat indices h·W + w into its input plane."""
     x, unbatched = _batched(input, "max_pool2d")
     g, k, out = _geometry("max_pool2d", x, kernel_size, stride, padding, dilation, ceil_mode)
-    y = MaxPool2d(g, k, out, positions=x.requires_grad and is_grad_enabled())(x)
+    pool = MaxPool2d(g, k, out, positions=return_indices or (x.requires_grad and is_grad_enabled()))
+    y = pool(x)
+    if not return_indices:
+        return squeeze(y, 0) if unbatched else y
+    indices = pool.at.indices(x.shape[2:])
+    return (squeeze(y, 0), Tensor(indices[0])) if unbatched else (y, Tensor(indices))
+
+
+class MaxUnpool2d(Function):
+    """Zeros with each value of x written at its position ``pos`` (flat, in the whole output): the placement
+    that max pooling's indices describe. Backward reads the gradient back at ``pos`` (a differentiable gather),
+    so where several inputs name one position each gets that position's gradient, as in PyTorch."""
+
+    needs_input_data = False
+
+    def __init__(self, pos, shape):
+        self.pos, self.shape = pos, shape
+
+    def forward(self, x):
+        out = _xp(x).zeros(math.prod(self.shape), dtype=x.dtype)
+        out[self.pos] = x
+        return out.reshape(self.shape)
+
+    def backward(self, gy):
+        return reshape(gy, (-1,))[self.pos]
+
+
+def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_size=None):
+    """The partial inverse of ``max_pool2d``: each value of ``input`` goes to the place ``indices`` (as
+    returned by ``max_pool2d(..., return_indices=True)``) names in its output plane, all else is zero. The
+    output is (H−1)·stride − 2·padding + kernel_size high (and wide) unless ``output_size`` says otherwise."""
+    x, unbatched = _batched(input, "max_unpool2d")
+    idx = indices.data if isinstance(indices, Tensor) else indices
+    idx = backend.to_device(idx, x.device)[None] if unbatched else backend.to_device(idx, x.device)
+    if idx.shape != x.shape or idx.dtype.kind not in "iu":
+        raise ValueError(f"max_unpool2d: indices must be integers of the input's shape {x.shape}, got "
+                         f"{idx.dtype} of shape {idx.shape}")
+    k = _pair(kernel_size, "kernel_size", "max_unpool2d")
+    s = k if stride is None else _pair(stride, "stride", "max_unpool2d")
+    p = _pair(padding, "padding", "max_unpool2d")
+    hw = tuple((n - 1) * si - 2 * pi + ki for n, si, pi, ki in zip(x.shape[2:], s, p, k))
+    if output_size is not None:
+        size = tuple(output_size)[-2:]
+        if len(size) != 2 or any(not d - si < o < d + si for o, d, si in zip(size, hw, s)):
+            raise ValueError(f"max_unpool2d: output_size {tuple(output_size)} must end with a size strictly "
+                             f"within stride {s} of the default {hw}")
+        hw = size
+    plane = hw[0] * hw[1]
+    if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= plane):
+        raise IndexError(f"max_unpool2d: indices must lie in [0, {plane}) for output planes {hw}, got values in "
+                         f"[{int(idx.min())}, {int(idx.max())}]")
+    n, c = x.shape[:2]
+    pos = idx.astype("int64") + (_xp(idx).arange(n * c, dtype="int64") * plane).reshape(n, c, 1, 1)
+    y = MaxUnpool2d(pos, (n, c) + hw)(x)
     return squeeze(y, 0) if unbatched else y
 
 
@@ -293,7 +357,7 @@ def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     y = max_pool2d(x, (1, _one(kernel_size, "kernel_size", "max_pool1d")), stride,
                    (0, _one(padding, "padding", "max_pool1d")), (1, _one(dilation, "dilation", "max_pool1d")),
                    ceil_mode, return_indices)
-    return squeeze(y, -2)
+    return (squeeze(y[0], -2), Tensor(y[1].data.squeeze(-2))) if return_indices else squeeze(y, -2)
 
 
 def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):

@@ -1,4 +1,4 @@
-"""LayerNorm and BatchNorm: gradchecks (composed, so second order too), running statistics, eval mode."""
+"""LayerNorm, GroupNorm and BatchNorm: gradchecks (composed, so second order too), running statistics, eval mode."""
 import numpy as np
 import pytest
 from hypothesis import given
@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 
 import minigrad as mg
 import minigrad.functional as F
+from conftest import torch_or_skip
 from minigrad import nn
 
 
@@ -21,6 +22,49 @@ def test_layer_norm_gradcheck_and_gradgradcheck(n, d, affine, seed):
     args = [x, w, b] if affine else [x]
     assert mg.gradcheck(f, args)
     assert mg.gradgradcheck(f, args)
+
+
+@given(st.integers(1, 2), st.integers(1, 3), st.integers(1, 2), st.sampled_from([(), (3,), (2, 2)]), st.booleans(),
+       st.integers(0, 2 ** 16))
+def test_group_norm_gradcheck_and_gradgradcheck(n, groups, per_group, spatial, affine, seed):
+    rng = np.random.default_rng(seed)
+    c = groups * per_group
+    x, w, b = _t(rng.standard_normal((n, c) + spatial)), _t(rng.standard_normal(c)), _t(rng.standard_normal(c))
+    f = (lambda x, w, b: F.group_norm(x, groups, w, b)) if affine else (lambda x: F.group_norm(x, groups))
+    args = [x, w, b] if affine else [x]
+    assert mg.gradcheck(f, args)
+    assert mg.gradgradcheck(f, args)
+
+
+@pytest.mark.parametrize("shape,groups,affine", [((2, 6, 4, 3), 3, "weight"), ((3, 4, 5), 1, "both"),
+                                                 ((2, 4, 3), 4, "none")])
+def test_group_norm_matches_torch(shape, groups, affine):
+    """Values and the gradients of input, weight and bias against torch.nn.functional.group_norm (float64)."""
+    torch = torch_or_skip()
+    rng = np.random.default_rng(0)
+    x, w, b, gy = (rng.standard_normal(s) for s in (shape, shape[1], shape[1], shape))
+    ours = [_t(x)] + [_t(a) for a in (w, b)[:{"none": 0, "weight": 1, "both": 2}[affine]]]
+    theirs = [torch.tensor(a, requires_grad=True) for a in (x, w, b)[:len(ours)]]
+    y = F.group_norm(ours[0], groups, *ours[1:], eps=1e-4)
+    yt = torch.nn.functional.group_norm(theirs[0], groups, *theirs[1:], eps=1e-4)
+    np.testing.assert_allclose(y.numpy(), yt.detach().numpy(), atol=1e-10)
+    (y * mg.tensor(gy)).sum().backward()
+    (yt * torch.tensor(gy)).sum().backward()
+    for a, at in zip(ours, theirs):
+        np.testing.assert_allclose(a.grad.numpy(), at.grad.numpy(), atol=1e-10)
+
+
+def test_group_norm_layer_is_batch_independent_and_eval_agnostic():
+    gn = nn.GroupNorm(2, 4)
+    assert list(gn.state_dict()) == ["weight", "bias"] and gn.weight.numpy().tolist() == [1.0] * 4
+    assert repr(gn) == "GroupNorm(2, 4, eps=1e-05, affine=True)"
+    assert list(nn.GroupNorm(2, 4, affine=False).parameters()) == []
+    x = np.random.default_rng(0).standard_normal((3, 4, 5)).astype(np.float32)
+    y = gn(mg.tensor(x)).numpy()
+    np.testing.assert_allclose(gn.eval()(mg.tensor(x[1:2])).numpy(), y[1:2], rtol=1e-6, atol=1e-6)
+    groups = y.reshape(3, 2, 10)  # each sample's group has mean 0 and variance 1
+    np.testing.assert_allclose(groups.mean(-1), 0, atol=1e-6)
+    np.testing.assert_allclose(groups.var(-1), 1, rtol=1e-3)
 
 
 @given(st.integers(2, 4), st.sampled_from([(), (3,), (2, 2)]), st.integers(0, 2 ** 16))
@@ -83,7 +127,7 @@ def test_state_dict_names_and_dtypes():
 
 def test_float32_in_float32_out():
     x = mg.tensor(np.random.default_rng(0).random((4, 3, 2), dtype=np.float32), requires_grad=True)
-    for layer in (nn.BatchNorm1d(3), nn.LayerNorm(2), nn.BatchNorm1d(3).eval()):
+    for layer in (nn.BatchNorm1d(3), nn.LayerNorm(2), nn.BatchNorm1d(3).eval(), nn.GroupNorm(3, 3)):
         y = layer(x)
         assert y.dtype == np.float32
         y.sum().backward()
@@ -96,6 +140,11 @@ def test_float32_in_float32_out():
     (lambda: nn.BatchNorm1d(3)(mg.zeros(1, 3)), r"more than 1 value per channel"),
     (lambda: nn.LayerNorm(4)(mg.zeros(2, 3)), r"LayerNorm\(normalized_shape=\(4,\)\): input of shape \(2, 3\)"),
     (lambda: F.layer_norm(mg.zeros(2, 3), 3, mg.zeros(2)), r"weight must have shape \(3,\)"),
+    (lambda: F.group_norm(mg.zeros(2, 6, 3), 4), r"group_norm: num_groups must be a positive divisor of the 6 "),
+    (lambda: F.group_norm(mg.zeros(2, 6), 3, mg.ones(6), mg.zeros(3)), r"bias must have shape \(6,\) .* got \(3,\)"),
+    (lambda: F.group_norm(mg.zeros(6), 3), r"group_norm: input must have a channel axis"),
+    (lambda: nn.GroupNorm(4, 6), r"num_channels \(6\) must be divisible by num_groups \(4\)"),
+    (lambda: nn.GroupNorm(2, 6)(mg.zeros(2, 4, 3)), r"GroupNorm\(num_channels=6\): .* got shape \(2, 4, 3\)"),
 ])
 def test_clear_errors(call, match):
     with pytest.raises(ValueError, match=match):

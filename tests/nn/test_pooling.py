@@ -1,5 +1,6 @@
 """Pooling: hypothesis gradchecks (first and second order) of max/avg/adaptive pooling, the gather/scatter
-pair behind max pooling, PyTorch's tie rule, and clear errors."""
+pair behind max pooling, PyTorch's tie rule, max pooling's indices and unpooling against PyTorch, and clear
+errors."""
 import numpy as np
 import pytest
 from hypothesis import given
@@ -7,6 +8,8 @@ from hypothesis import strategies as st
 
 import minigrad as mg
 import minigrad.functional as F
+from conftest import torch_or_skip
+from minigrad import nn
 from minigrad.ops.pooling import AvgPool2d, AvgPool2dAdjoint, MaxPool2d, MaxPoolGather, MaxPoolScatter, _geometry
 
 
@@ -107,6 +110,62 @@ def test_max_pool_without_a_backward_skips_the_argmax_but_not_the_max():
     assert not hasattr(pool, "at")
 
 
+@given(pool_cases(), st.integers(0, 2 ** 16))
+def test_max_pool2d_indices_match_torch(case, seed):
+    """Flat h·W + w positions in each input plane, int64; few distinct values, so ties follow PyTorch's rule."""
+    torch = torch_or_skip()
+    shape, k, s, p, d, ceil = case
+    x = np.random.default_rng(seed).integers(0, 3, shape).astype(np.float64)
+    y, idx = F.max_pool2d(mg.tensor(x), k, s, p, d, ceil, return_indices=True)
+    yt, it = torch.nn.functional.max_pool2d(torch.tensor(x), k, s, p, d, ceil, return_indices=True)
+    assert idx.dtype == np.int64
+    np.testing.assert_array_equal(idx.numpy(), it.numpy())
+    np.testing.assert_array_equal(y.numpy(), yt.numpy())
+
+
+def test_max_pool_indices_unbatched_1d_and_layers_match_torch():
+    torch = torch_or_skip()
+    x = np.random.default_rng(0).standard_normal((3, 7, 9))
+    for name in ("MaxPool2d", "MaxPool1d"):
+        ours, theirs = (getattr(m, name)(3, 2, 1, return_indices=True) for m in (nn, torch.nn))
+        (y, idx), (yt, it) = ours(mg.tensor(x)), theirs(torch.tensor(x))
+        np.testing.assert_array_equal(idx.numpy(), it.numpy())
+        np.testing.assert_array_equal(y.numpy(), yt.numpy())
+
+
+@given(pool_cases(), st.integers(0, 2 ** 16))
+def test_max_unpool2d_gradcheck_and_gradgradcheck(case, seed):
+    """Unpooling at the indices of non-overlapping windows (each position named once) is linear in x."""
+    shape, k, _, _, _, _ = case
+    shape = shape[:2] + (max(shape[2], k[0]), max(shape[3], k[1]))
+    idx = F.max_pool2d(_distinct(shape, seed), k, return_indices=True)[1]
+    x = mg.tensor(np.random.default_rng(seed).standard_normal(idx.shape), requires_grad=True)
+    f = lambda x: F.max_unpool2d(x, idx, k, output_size=shape)  # noqa: E731
+    assert f(x).shape == shape
+    assert mg.gradcheck(f, [x])
+    assert mg.gradgradcheck(f, [x])
+
+
+@pytest.mark.parametrize("shape,k,s,p,output_size", [((2, 3, 6, 8), 2, None, 0, None),
+                                                     ((2, 2, 7, 6), 3, 1, 1, None),  # overlapping windows
+                                                     ((3, 7, 7), 3, 2, 1, (7, 7)),
+                                                     ((1, 2, 5, 5), (2, 3), (2, 1), 0, (1, 2, 5, 5))])
+def test_max_unpool2d_matches_torch(shape, k, s, p, output_size):
+    """Forward and the gradient of x equal PyTorch's, the indices coming from max pooling."""
+    torch = torch_or_skip()
+    rng = np.random.default_rng(0)
+    pooled, idx = F.max_pool2d(mg.tensor(rng.standard_normal(shape)), k, s, p, return_indices=True)
+    x = mg.tensor(pooled.numpy(), requires_grad=True)
+    xt = torch.tensor(pooled.numpy(), requires_grad=True)
+    y = nn.MaxUnpool2d(k, s, p)(x, idx, output_size)
+    yt = torch.nn.MaxUnpool2d(k, s, p)(xt, torch.tensor(idx.numpy()), output_size)
+    np.testing.assert_array_equal(y.numpy(), yt.detach().numpy())
+    gy = rng.standard_normal(y.shape)
+    (y * mg.tensor(gy)).sum().backward()
+    (yt * torch.tensor(gy)).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), xt.grad.numpy())
+
+
 def test_max_pool_propagates_nan():
     x = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4)
     x[0, 0, 1, 1] = np.nan
@@ -138,4 +197,18 @@ def test_float32_in_float32_out():
 ])
 def test_clear_errors(call, match):
     with pytest.raises(ValueError, match=match):
+        call()
+
+
+@pytest.mark.parametrize("call,error,match", [
+    (lambda: F.max_unpool2d(mg.zeros(1, 1, 2, 2), mg.zeros(1, 1, 2, 3, dtype="int64"), 2), ValueError,
+     r"indices must be integers of the input's shape \(1, 1, 2, 2\), got int64 of shape \(1, 1, 2, 3\)"),
+    (lambda: F.max_unpool2d(mg.zeros(1, 1, 2, 2), mg.zeros(1, 1, 2, 2), 2), ValueError, r"got float32"),
+    (lambda: F.max_unpool2d(mg.zeros(1, 1, 1, 2), mg.tensor([[[[0, 8]]]]), 2), IndexError,
+     r"indices must lie in \[0, 8\) for output planes \(2, 4\), got values in \[0, 8\]"),
+    (lambda: F.max_unpool2d(mg.zeros(1, 1, 2, 2), mg.zeros(1, 1, 2, 2, dtype="int64"), 2, output_size=(6, 4)),
+     ValueError, r"output_size \(6, 4\) must end with a size strictly within stride \(2, 2\) of the default \(4, 4\)"),
+])
+def test_unpool_clear_errors(call, error, match):
+    with pytest.raises(error, match=match):
         call()
