@@ -17,6 +17,7 @@ import datetime
 import importlib
 import json
 import platform
+import re
 import subprocess
 from pathlib import Path
 
@@ -159,6 +160,11 @@ def bench_graph(results):
                  ["engine", "backward ms", "peak RSS growth MiB (graph + backward)"], rows)
 
 
+def rebase(link):
+    """A relative link written in docs/benchmarks/<page>.md, as seen from docs/benchmarks.md (one level up)."""
+    return link[3:] if link.startswith("../") else "benchmarks/" + link
+
+
 def model_benchmarks(device, results):
     """Run each model's own benchmark script; they write docs/benchmarks/<name>.md (the attention script
     also its encoder-layer times, for the targets table)."""
@@ -180,7 +186,8 @@ def model_benchmarks(device, results):
     for page in sorted((ROOT / "docs" / "benchmarks").glob("*.md")):
         if page.stem.endswith("-cuda") != on_gpu:
             continue
-        parts.append(page.read_text().replace("\n# ", "\n### ").replace("\n## ", "\n### "))
+        text = page.read_text().replace("\n# ", "\n### ").replace("\n## ", "\n### ")
+        parts.append(re.sub(r"\]\((?!https?:|#|/)([^)\s]+)\)", lambda m: f"]({rebase(m.group(1))})", text))
     return "\n".join(parts)
 
 
