@@ -2,7 +2,8 @@
 
 Prints each table and writes ``docs/benchmarks.md`` (machine, versions, date; median and min–max of repeated
 runs; every ratio is between numbers measured in this one run). Peers are optional: a peer that does not
-import is reported as absent, never as a number.
+import is reported as absent, never as a number. ``bash benchmarks/make_env.sh`` builds a separate virtual
+environment with every peer (benchmarks/requirements.txt); minigrad itself depends on none of them.
 """
 import os
 import sys
@@ -284,7 +285,8 @@ def main(argv=None):
             + ", ".join(f"{k} {v}" for k, v in versions().items())
             + f"; {args.threads} BLAS/OpenMP thread(s) for every engine"
             + ".\n\nEach figure is the median of repeated runs (min–max beside it); ratios compare numbers from "
-              "this same run. Regenerate with `python -m benchmarks` (add `--device cuda` on a GPU).\n\n")
+              "this same run. Regenerate with `bash benchmarks/make_env.sh && .venv-bench/bin/python -m benchmarks` "
+              "(the peers live in that separate environment; add `--device cuda` on a GPU).\n\n")
     results = {}
     body = [bench_chain(args.device, args.quick, results),
             bench_step("mlp", args.device, args.quick, results),
