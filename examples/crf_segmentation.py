@@ -17,10 +17,7 @@ Reported on the held-out split: word-level (or entity-level) precision / recall 
 transitions (e.g. B→S, M first, B last) among all adjacent tag pairs including sentence start and end.
 Results: docs/derivations/crf.md (section "CRF: measured results").
 """
-import argparse
-import json
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -28,6 +25,7 @@ import minigrad as mg
 from minigrad import nn
 from minigrad.data import load_peoples_daily_ner, load_peoples_daily_seg, pad_sequences
 from models.crf import CRF, allowed_transitions, viterbi_decode
+from _common import blas_threads, output_dir, parser, pyplot, save_figure, save_results
 
 NAME = "crf_segmentation"
 DESCRIPTION = "Chinese word segmentation (BMES) on People's Daily: conv net + CRF vs per-character softmax"
@@ -198,18 +196,12 @@ def run(device="cpu", quick=False, out_dir=None, seed=0, task="seg", epochs=None
     """Train the softmax and the CRF tagger on one split; return held-out metrics for each decoder.
     ``threads`` caps the BLAS threads (threadpoolctl): on a small shared machine 1 is much faster."""
     if threads is not None:
-        try:
-            from threadpoolctl import threadpool_limits
-        except ImportError:
-            print(f"{NAME}: threadpoolctl is not installed; set OPENBLAS_NUM_THREADS={threads} instead")
-        else:
-            with threadpool_limits(int(threads)):
-                return run(device, quick, out_dir, seed, task, epochs, limit, None, encoder, **kw)
+        with blas_threads(threads):
+            return run(device, quick, out_dir, seed, task, epochs, limit, None, encoder, **kw)
     if device != "cpu":
         print(f"{NAME}: runs on the CPU (the model is small); --device {device} ignored")
-    out = Path(out_dir or f"runs/{NAME}" + ("" if task == "seg" else f"_{task}")
-               + ("" if encoder == "conv" else f"_{encoder}"))
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_dir(out_dir, NAME + ("" if task == "seg" else f"_{task}")
+                     + ("" if encoder == "conv" else f"_{encoder}"))
     cfg = TASKS[task]
     limit = limit or (400 if quick else None)
     epochs = epochs or (1 if quick else 3)
@@ -245,7 +237,7 @@ def run(device="cpu", quick=False, out_dir=None, seed=0, task="seg", epochs=None
             print(f"  {name:18s} P {m['precision']:.4f}  R {m['recall']:.4f}  F1 {m['f1']:.4f}  "
                   f"illegal {100 * m['illegal_transition_share']:.3f}%", flush=True)
     _plot(curves, out / "loss.png")
-    (out / "results.json").write_text(json.dumps(results, indent=2))
+    save_results(out, results)
     best = results["models"]["crf"]["f1"]
     print(f"{NAME}: held-out {cfg['unit']} F1 {best:.4f} (CRF) vs {results['models']['softmax']['f1']:.4f} "
           f"(softmax); results in {out}")
@@ -254,9 +246,7 @@ def run(device="cpu", quick=False, out_dir=None, seed=0, task="seg", epochs=None
 
 def _plot(curves, path):
     try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
     except ImportError:
         return
     fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -267,16 +257,11 @@ def _plot(curves, path):
     ax.set_yscale("log")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 def main():
-    p = argparse.ArgumentParser(description=DESCRIPTION)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--out", default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p = parser(DESCRIPTION)
     p.add_argument("--task", choices=list(TASKS), default="seg", help="seg: BMES segmentation; ner: BIO entities")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--limit", type=int, default=None, help="use only the first N sentences")

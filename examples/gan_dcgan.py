@@ -10,9 +10,6 @@ How recognisable are the digits? A small MLP classifier (trained here on the MNI
 printed) labels 1000 generated digits: we report how many it labels with confidence > 0.9 and how the labels
 spread over the 10 classes. Without MNIST installed the 8×8 digits are used instead, with a notice.
 """
-import argparse
-import json
-import os
 import time
 
 import numpy as np
@@ -20,21 +17,10 @@ import numpy as np
 import minigrad as mg
 from minigrad import nn, optim
 from models.gan import DCGANDiscriminator, DCGANGenerator, train_step
+from _common import load_or_digits, output_dir, parser, pyplot, save_figure, save_results
 
 NAME = "gan_dcgan"
 DESCRIPTION = "DCGAN on MNIST (digits as fallback): a grid of generated digits, scored by a small classifier"
-
-
-def load(quick):
-    """(train images, labels, test images, labels, dataset name); 8×8 digits when MNIST is absent."""
-    from minigrad import data
-    try:
-        d = data.load_mnist()
-        return (*d["train"], *d["test"], "mnist")
-    except Exception as e:  # DatasetNotFound
-        print(f"[{NAME}] MNIST is not available ({type(e).__name__}: {e}); falling back to the 8x8 digits")
-        d = data.load_digits()
-        return (*d["train"], *d["test"], "digits")
 
 
 def train_classifier(X, y, Xte, yte, seed, epochs=2):
@@ -65,9 +51,7 @@ def judge(clf, images):
 
 
 def save_grid(images, path, title):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     n, _, h, w = images.shape
     k = int(np.ceil(np.sqrt(n)))
     grid = np.ones((k * (h + 2), k * (w + 2)), dtype=np.float32)
@@ -79,16 +63,13 @@ def save_grid(images, path, title):
     ax.set_axis_off()
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)
 
 
 def run(device="cpu", quick=False, out_dir=None, seed=0, n_train=None, epochs=None, batch=64, channels=32,
         latent_dim=64, lr=2e-4, ema_decay=0.995):
-    out_dir = out_dir or os.path.join("runs", NAME)
-    os.makedirs(out_dir, exist_ok=True)
-    Xall, yall, Xte, yte, dataset = load(quick)
+    out_dir = output_dir(out_dir, NAME)
+    Xall, yall, Xte, yte, dataset = load_or_digits("mnist")
     n_train = min(n_train or (256 if quick else 25600), len(Xall))
     epochs = epochs or (1 if quick else 4)
     channels = 8 if quick else channels
@@ -134,7 +115,7 @@ def run(device="cpu", quick=False, out_dir=None, seed=0, n_train=None, epochs=No
     G.train()
     scores, live_scores = judge(clf, samples), judge(clf, live)
     real_scores = judge(clf, Xte[:1000])
-    figure = save_grid(grid, os.path.join(out_dir, "dcgan_samples.png"),
+    figure = save_grid(grid, out_dir / "dcgan_samples.png",
                        f"DCGAN ({dataset}, {n_train} images, {epochs} epochs, EMA weights): "
                        f"{100 * scores['confident_share']:.0f}% confidently classified")
     metrics = {"dataset": dataset, "n_train": n_train, "epochs": epochs, "steps": epochs * (n_train // batch),
@@ -144,8 +125,7 @@ def run(device="cpu", quick=False, out_dir=None, seed=0, n_train=None, epochs=No
                "classes_with_5pct": scores["classes_with_5pct"], "class_counts": scores["class_counts"],
                "real_confident_share": real_scores["confident_share"], "train_seconds": round(train_seconds, 1),
                "log": log, "figure": figure, "seconds": round(time.perf_counter() - start, 1)}
-    with open(os.path.join(out_dir, "results.json"), "w") as f:
-        json.dump(metrics, f, indent=2)
+    save_results(out_dir, metrics)
     print(f"[{NAME}] {100 * scores['confident_share']:.1f}% of 1000 generated digits (EMA weights; "
           f"{100 * live_scores['confident_share']:.1f}% with the live weights) classified with confidence > 0.9 "
           f"(real test digits: {100 * real_scores['confident_share']:.1f}%); classes with ≥5%: "
@@ -154,12 +134,8 @@ def run(device="cpu", quick=False, out_dir=None, seed=0, n_train=None, epochs=No
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=DESCRIPTION)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--out", default=None)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--n-train", type=int, default=None)
-    parser.add_argument("--epochs", type=int, default=None)
-    a = parser.parse_args()
+    p = parser(DESCRIPTION)
+    p.add_argument("--n-train", type=int, default=None)
+    p.add_argument("--epochs", type=int, default=None)
+    a = p.parse_args()
     run(a.device, a.quick, a.out, a.seed, n_train=a.n_train, epochs=a.epochs)

@@ -12,9 +12,6 @@ Settings: vanilla (minimax G loss), vanilla_ns (non-saturating G loss), wgan, wg
 (λ(‖∇D‖ − c)² on interpolates, λ = 1; wgan_gp_c1_weak has λ = 0.1), r1 (vanilla + γ/2·‖∇D(real)‖², γ = 1), and
 vanilla / wgan with weight EMA.
 """
-import argparse
-import json
-import os
 import time
 
 import numpy as np
@@ -22,6 +19,7 @@ import numpy as np
 import minigrad as mg
 from minigrad import nn, optim
 from models.gan import discriminator_loss, generator_loss, r1_penalty, wgan_gp_penalty
+from _common import output_dir, parser, pyplot, save_figure, save_results
 
 NAME = "gan_dirac"
 DESCRIPTION = "Dirac-GAN dynamics: ODE vs simultaneous/alternating steps for vanilla, WGAN, WGAN-GP, R1, EMA"
@@ -125,9 +123,7 @@ def _radius(p):
 
 
 def _plot(curves, radii_t, out_dir, T):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     names = list(curves)
     fig, axes = plt.subplots(3, 3, figsize=(13, 13.5))
     styles = {"ODE": dict(color="k", lw=1.6), "simultaneous": dict(color="tab:red", lw=0.8, alpha=0.8),
@@ -156,9 +152,7 @@ def _plot(curves, radii_t, out_dir, T):
     fig.suptitle("Dirac-GAN: (θ, ψ) from (1, 1) to t = %g; the star is the equilibrium\n"
                  "(simultaneous steps that leave the frame diverge)" % T)
     fig.tight_layout(rect=(0, 0.04, 1, 0.96))
-    path = os.path.join(out_dir, "dirac_phase.png")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    phase = save_figure(fig, out_dir / "dirac_phase.png")
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for name, (t, r) in radii_t.items():
@@ -170,17 +164,13 @@ def _plot(curves, radii_t, out_dir, T):
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8, ncol=2)
     fig.tight_layout()
-    path2 = os.path.join(out_dir, "dirac_radius.png")
-    fig.savefig(path2, dpi=110)
-    plt.close(fig)
-    return [path, path2]
+    return [phase, save_figure(fig, out_dir / "dirac_radius.png")]
 
 
 def run(device="cpu", quick=False, out_dir=None, seed=0, T=None, lr=0.1, ema_tau=10.0, plot=True):
     """Simulate every setting; return final distances to the equilibrium (0, 0) for each method.
     (``device`` and ``seed`` are accepted for the common interface: the Dirac-GAN is deterministic and tiny.)"""
-    out_dir = out_dir or os.path.join("runs", NAME)
-    os.makedirs(out_dir, exist_ok=True)
+    out_dir = output_dir(out_dir, NAME)
     T = T or (5.0 if quick else 100.0)
     steps = int(round(T / lr))
     start = time.perf_counter()
@@ -214,18 +204,12 @@ def run(device="cpu", quick=False, out_dir=None, seed=0, T=None, lr=0.1, ema_tau
                "seconds": round(time.perf_counter() - start, 1)}
     if plot:
         metrics["figures"] = _plot(curves, radii_t, out_dir, T)
-    with open(os.path.join(out_dir, "results.json"), "w") as f:
-        json.dump(metrics, f, indent=2)
+    save_results(out_dir, metrics)
     print(f"[{NAME}] final ‖(θ, ψ)‖ (ODE): " + ", ".join(f"{k} {v['ode']:.3g}" for k, v in results.items()) +
           f"  ({metrics['seconds']} s)")
     return metrics
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=DESCRIPTION)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--out", default=None)
-    parser.add_argument("--seed", type=int, default=0)
-    a = parser.parse_args()
+    a = parser(DESCRIPTION).parse_args()
     run(a.device, a.quick, a.out, a.seed)

@@ -6,10 +6,6 @@ high-quality samples of that mode. Every variant (models/gan.py: non-saturating 
 generator's weights; +a cascading-rejection head with K scores; everything at once) is trained with the same
 budget over several seeds; the table reports the mean ± std of covered modes and of the high-quality share.
 """
-import argparse
-import contextlib
-import json
-import os
 import time
 
 import numpy as np
@@ -17,6 +13,7 @@ import numpy as np
 import minigrad as mg
 from minigrad import optim
 from models.gan import MLPDiscriminator, MLPGenerator, train_step
+from _common import blas_threads, output_dir, parser, pyplot, save_figure, save_results
 
 NAME = "gan_ring"
 DESCRIPTION = "MLP GAN on a ring of 8 Gaussians: mode coverage and sample quality with R1 / EMA / cascading rejection"
@@ -77,9 +74,7 @@ def train_one(variant, seed, steps, std, r1_gamma, num_scores, batch, lr, n_eval
 
 
 def _plot(samples, modes, std, out_dir, seed):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     from matplotlib.colors import LogNorm
     fig, axes = plt.subplots(1, len(samples), figsize=(3.3 * len(samples), 3.6))
     for ax, (name, (x, m)) in zip(np.atleast_1d(axes), samples.items()):
@@ -95,27 +90,13 @@ def _plot(samples, modes, std, out_dir, seed):
     fig.suptitle(f"density of {len(x)} generated samples (log colour scale, seed {seed}); red circles: 3σ around the "
                  "modes", fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.92))
-    path = os.path.join(out_dir, "ring_samples.png")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def _single_blas_thread():
-    """The matrices here are 256×128: BLAS threads only contend with each other (≈10× slower on a busy 2-core
-    machine), so use one while training when threadpoolctl is installed."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1)
+    return save_figure(fig, out_dir / "ring_samples.png")
 
 
 def run(device="cpu", quick=False, out_dir=None, seed=0, seeds=3, steps=None, std=0.05, r1_gamma=0.1,
         num_scores=4, batch=256, lr=1e-3, n_eval=2500, cover_share=0.025, variants=None, plot=True):
     """Train every variant for ``seeds`` seeds (seed, seed + 1, ...) and tabulate coverage and quality."""
-    out_dir = out_dir or os.path.join("runs", NAME)
-    os.makedirs(out_dir, exist_ok=True)
+    out_dir = output_dir(out_dir, NAME)
     steps = steps or (30 if quick else 3000)
     seeds = 1 if quick else seeds
     batch, n_eval = (64, 500) if quick else (batch, n_eval)
@@ -130,7 +111,7 @@ def run(device="cpu", quick=False, out_dir=None, seed=0, seeds=3, steps=None, st
         rows = []
         for s in range(seed, seed + seeds):
             t0 = time.perf_counter()
-            with _single_blas_thread():
+            with blas_threads(1):  # 256×128 matrices: more BLAS threads only contend (≈10× slower on 2 cores)
                 m, x = train_one(v, s, steps, std, r1_gamma, num_scores, batch, lr, n_eval, cover_share, device)
             m["seconds"] = round(time.perf_counter() - t0, 1)
             rows.append(m)
@@ -151,22 +132,17 @@ def run(device="cpu", quick=False, out_dir=None, seed=0, seeds=3, steps=None, st
     metrics.update({"table": table, "steps": steps, "seeds": seeds, "std": std, "r1_gamma": r1_gamma,
                     "num_scores": num_scores, "batch": batch, "lr": lr, "cover_share": cover_share,
                     "seconds": round(time.perf_counter() - start, 1)})
-    np.savez(os.path.join(out_dir, "ring_samples.npz"), **{k: x for k, (x, _) in first.items()})
+    np.savez(out_dir / "ring_samples.npz", **{k: x for k, (x, _) in first.items()})
     if plot:
         metrics["figure"] = _plot(first, modes, std, out_dir, seed)
-    with open(os.path.join(out_dir, "results.json"), "w") as f:
-        json.dump(metrics, f, indent=2)
+    save_results(out_dir, metrics)
     print(f"[{NAME}] done in {metrics['seconds']} s")
     return metrics
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=DESCRIPTION)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--out", default=None)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=None)
-    a = parser.parse_args()
+    p = parser(DESCRIPTION)
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--steps", type=int, default=None)
+    a = p.parse_args()
     run(a.device, a.quick, a.out, a.seed, seeds=a.seeds, steps=a.steps)

@@ -10,10 +10,7 @@ classes spread into angular sectors around their class directions, and the margi
 between them. Data: MNIST (``--dataset fashion`` for Fashion-MNIST), else the 8x8 digits (with a printed notice).
 Results: docs/derivations/margin.md.
 """
-import argparse
-import json
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -21,6 +18,7 @@ import minigrad as mg
 from minigrad import nn
 from minigrad.data import DatasetNotFound, load_digits, load_fashion_mnist, load_mnist
 from models.margin import MarginHead
+from _common import output_dir, parser, predict, pyplot, save_figure, save_results
 
 NAME = "margin_images"
 DESCRIPTION = "MLP + softmax / AM-Softmax / A-Softmax / ArcFace on seen classes; retrieval among unseen classes"
@@ -58,13 +56,8 @@ class Embedder(nn.Module):
         return self.net(x)
 
 
-def embed(model, X, device, batch_size=2048):
-    model.eval()
-    with mg.no_grad():
-        out = np.concatenate([model(mg.tensor(X[i:i + batch_size], device=device)).numpy()
-                              for i in range(0, len(X), batch_size)])
-    model.train()
-    return out.astype(np.float64)
+def embed(model, X, device):
+    return predict(model, X, device, batch_size=2048).astype(np.float64)
 
 
 def _unit(e):
@@ -105,9 +98,7 @@ def train(loss, Xtr, ytr, n_classes, dim, args, device, seed, s):
 def plot_2d(panels, seen, path, per_class=400):
     """One panel per loss: seen test classes on the outer ring, unseen ones on the inner ring, both placed by
     the direction x/|x| of their 2-D embedding; lines are the directions of the class weights."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.6))
     axes = np.atleast_1d(axes)
     colors = plt.get_cmap("tab10")
@@ -131,13 +122,11 @@ def plot_2d(panels, seen, path, per_class=400):
     fig.suptitle("2-D embeddings by direction: seen classes (outer ring, lines = class weights), "
                  "unseen classes (inner ring)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def run(device="cpu", quick=False, out_dir=None, seed=0, dataset="auto", n_seen=7, losses=None, epochs=None, **kw):
-    out = Path(out_dir or f"runs/{NAME}")
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_dir(out_dir, NAME)
     args = dict(lr=1e-3, batch_size=256, epochs=6, dim=64, s=30.0, s_2d=10.0)
     if quick:
         args.update(epochs=1)
@@ -182,7 +171,7 @@ def run(device="cpu", quick=False, out_dir=None, seed=0, dataset="auto", n_seen=
                      f"{r['retrieval_2d']['top1']:.3f} | {r['closed_set_acc']:.3f} |")
     print("\n".join(table))
     (out / "table.md").write_text("\n".join(table) + "\n")
-    (out / "results.json").write_text(json.dumps(results, indent=2))
+    save_results(out, results)
     if losses:
         best = max(losses, key=lambda k: results["losses"][k]["mAP"])
         results.update(best_loss=best, mAP=results["losses"][best]["mAP"], top1=results["losses"][best]["top1"])
@@ -190,11 +179,7 @@ def run(device="cpu", quick=False, out_dir=None, seed=0, dataset="auto", n_seen=
 
 
 def main():
-    p = argparse.ArgumentParser(description=DESCRIPTION)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--out", default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p = parser(DESCRIPTION)
     p.add_argument("--dataset", default="auto", choices=["auto", "fashion", "mnist", "digits"])
     p.add_argument("--seen", type=int, default=7, help="classes 0..seen-1 are trained on, the rest held out")
     p.add_argument("--losses", nargs="+", default=None, choices=list(LOSS_ARGS))

@@ -16,10 +16,7 @@ made Chinese questions). ``--pairs PATH`` reads a real LCQMC/BQ/PAWS-X style TSV
 groups sentences by connected components of the positive pairs. A bag-of-characters cosine baseline (no
 training) is reported alongside. Results and derivations: docs/derivations/margin.md.
 """
-import argparse
-import json
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -28,6 +25,7 @@ from minigrad import nn
 from minigrad.data import pad_sequences
 from models import margin_data
 from models.margin import MarginHead
+from _common import output_dir, parser, save_results
 
 NAME = "margin_sentences"
 DESCRIPTION = "char GRU + softmax / AM-Softmax / A-Softmax / ArcFace; top-k retrieval of unseen paraphrase groups"
@@ -145,8 +143,7 @@ def load_groups(pairs, quick, seed):
 
 
 def run(device="cpu", quick=False, out_dir=None, seed=0, pairs=None, losses=None, epochs=None, **kw):
-    out = Path(out_dir or f"runs/{NAME}")
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_dir(out_dir, NAME)
     args = dict(emb=128, hidden=128, s=30.0, lr=3e-3, batch_size=128, epochs=20, max_len=32)
     if quick:
         args.update(emb=32, hidden=32, epochs=1, batch_size=64)
@@ -183,7 +180,7 @@ def run(device="cpu", quick=False, out_dir=None, seed=0, pairs=None, losses=None
                      f"{g['top1']:.3f} | {g['top5']:.3f} | {g['top10']:.3f} |")
     print("\n".join(table))
     (out / "table.md").write_text("\n".join(table) + "\n")
-    (out / "results.json").write_text(json.dumps(results, indent=2))
+    save_results(out, results)
     best = max(losses, key=lambda k: results["losses"][k]["sentence"]["top1"]) if losses else None
     results["best_loss"] = best
     if best:
@@ -192,11 +189,7 @@ def run(device="cpu", quick=False, out_dir=None, seed=0, pairs=None, losses=None
 
 
 def main():
-    p = argparse.ArgumentParser(description=DESCRIPTION)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--out", default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p = parser(DESCRIPTION)
     p.add_argument("--pairs", default=None, help="TSV of 's1<TAB>s2<TAB>label' pairs (LCQMC/BQ/PAWS-X style)")
     p.add_argument("--losses", nargs="+", default=None, choices=list(LOSS_ARGS))
     p.add_argument("--epochs", type=int, default=None)

@@ -9,9 +9,6 @@ To stay within a few minutes per dataset and seed on a CPU: an MLP encoder/decod
 ~250x slower per step here), 30 epochs (the recipe trains 50), and ``n_train`` (default: the whole 50k training
 split) to subsample further; the settings are printed and saved with the results.
 """
-import argparse
-import json
-import os
 import time
 
 import numpy as np
@@ -19,6 +16,7 @@ import numpy as np
 import minigrad as mg
 from minigrad import optim
 from models.vae import ClusterVAE
+from _common import load_or_digits as load, mean_std, output_dir, parser, predict, pyplot, save_figure, save_results
 
 NAME = "vae_cluster"
 DESCRIPTION = "ClusterVAE: one-step clustering on MNIST / Fashion-MNIST vs k-means (accuracy, Hungarian, NMI)"
@@ -65,21 +63,6 @@ def scores(pred, labels):
 
 
 # ---- data -----------------------------------------------------------------------------------------------------
-def load(name):
-    """(X_train, y_train, X_test, y_test, name actually used); falls back to 8×8 digits with a notice."""
-    try:
-        from minigrad import data
-        loader = {"mnist": data.load_mnist, "fashion_mnist": data.load_fashion_mnist, "digits": data.load_digits}[name]
-        d = loader()
-        return (*d["train"], *d["test"], name)
-    except (ImportError, OSError) as e:  # DatasetNotFound is an OSError
-        if name == "digits":
-            raise
-        print(f"[{NAME}] {name} is not available ({type(e).__name__}: {e}); falling back to the 8x8 digits")
-        Xtr, ytr, Xte, yte, _ = load("digits")
-        return Xtr, ytr, Xte, yte, "digits"
-
-
 def class_names(name):
     if name == "fashion_mnist":
         from minigrad.data import FASHION_MNIST_CLASSES
@@ -119,13 +102,6 @@ def train_cluster_vae(Xtr, K, seed, device, epochs, batch_size=100, lr=1e-3, mea
     return model
 
 
-def predict(model, X, device, batch_size=1000):
-    model.eval()
-    out = [model.predict(mg.tensor(X[i:i + batch_size], device=device)).numpy() for i in range(0, len(X), batch_size)]
-    model.train()
-    return np.concatenate(out)
-
-
 def kmeans_baseline(Xtr, Xte, K, seed, n_init=4):
     from sklearn.cluster import KMeans
     km = KMeans(K, n_init=n_init, random_state=seed).fit(Xtr.reshape(len(Xtr), -1))
@@ -134,9 +110,7 @@ def kmeans_baseline(Xtr, Xte, K, seed, n_init=4):
 
 def save_cluster_samples(model, pred, labels, path, n_per_cluster=10, class_names=None):
     """One row per cluster (rows sorted by the cluster's majority label), images decoded from z = μ_y + ε."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     imgs = model.sample_clusters(n_per_cluster).numpy()  # (K, n, C, H, W)
     K = imgs.shape[0]
     C = np.zeros((K, int(labels.max()) + 1), dtype=np.int64)
@@ -155,21 +129,14 @@ def save_cluster_samples(model, pred, labels, path, n_per_cluster=10, class_name
         axes[r, 0].set_ylabel(text, rotation=0, fontsize=6, ha="right", va="center")
     fig.suptitle("samples per cluster (row: cluster; left: its majority test label and share)", fontsize=7)
     fig.tight_layout(pad=0.2, rect=(0.13, 0, 1, 0.97))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def _mean_std(rows, key):
-    v = np.array([r[key] for r in rows])
-    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0}
+    save_figure(fig, path)
 
 
 def run(device="cpu", quick=False, out_dir=None, seed=0, datasets=("mnist", "fashion_mnist"), n_seeds=3,
         n_train=50000, epochs=30, arch="mlp", latent_dim=20, hidden=256, recon_weight=2.5, lr=1e-3, means_lr=1e-2,
         K=10, **kw):
     """Train a ClusterVAE per (dataset, seed), score it and k-means on the test split; returns the metrics."""
-    out_dir = out_dir or os.path.join("runs", NAME)
-    os.makedirs(out_dir, exist_ok=True)
+    out_dir = output_dir(out_dir, NAME)
     if quick:
         n_seeds, n_train, epochs = 1, 300, 1
     config = {"n_train": n_train, "epochs": epochs, "n_seeds": n_seeds, "arch": arch, "latent_dim": latent_dim,
@@ -192,9 +159,10 @@ def run(device="cpu", quick=False, out_dir=None, seed=0, datasets=("mnist", "fas
             model = train_cluster_vae(Xtr, K, s, device, epochs, lr=lr, means_lr=means_lr, arch=arch,
                                       latent_dim=latent_dim, hidden=hidden, recon_weight=recon_weight)
             train_s = time.time() - t0
-            pred = predict(model, Xte, device)
+            pred = predict(model, Xte, device, 1000, fn=model.predict)
+            train_pred = predict(model, Xtr, device, 1000, fn=model.predict)
             row = {"seed": s, "train_seconds": round(train_s, 1), "vae": scores(pred, yte),
-                   "vae_train_acc_majority": majority_accuracy(predict(model, Xtr, device), ytr)}
+                   "vae_train_acc_majority": majority_accuracy(train_pred, ytr)}
             t0 = time.time()
             row["kmeans"] = scores(kmeans_baseline(Xtr, Xte, K, s, n_init=1 if quick else 4), yte)
             row["kmeans_seconds"] = round(time.time() - t0, 1)
@@ -204,10 +172,10 @@ def run(device="cpu", quick=False, out_dir=None, seed=0, datasets=("mnist", "fas
                   f"{v['acc_hungarian']:.3f} (Hungarian) NMI {v['nmi']:.3f} | k-means acc {k['acc_majority']:.3f} / "
                   f"{k['acc_hungarian']:.3f} NMI {k['nmi']:.3f} | train {train_s:.0f}s")
             if s == seed:
-                path = os.path.join(out_dir, f"samples_{used}.png")
+                path = out_dir / f"samples_{used}.png"
                 save_cluster_samples(model, pred, yte, path, class_names=class_names(used))
                 print(f"[{NAME}] samples per cluster saved to {path}")
-        summary = {m: {key: _mean_std([r[m] for r in rows], key) for key in ("acc_majority", "acc_hungarian", "nmi")}
+        summary = {m: {key: mean_std([r[m][key] for r in rows]) for key in ("acc_majority", "acc_hungarian", "nmi")}
                    for m in ("vae", "kmeans")}
         details[used] = {"runs": rows, "summary": summary}
         for m in ("vae", "kmeans"):
@@ -220,17 +188,12 @@ def run(device="cpu", quick=False, out_dir=None, seed=0, datasets=("mnist", "fas
               f"k-means {sk['acc_majority']['mean']:.3f} / {sk['acc_hungarian']['mean']:.3f} / "
               f"NMI {sk['nmi']['mean']:.3f}")
     metrics.update(details)
-    with open(os.path.join(out_dir, "results.json"), "w") as f:
-        json.dump(metrics, f, indent=2)
+    save_results(out_dir, metrics)
     return metrics
 
 
 def main():
-    ap = argparse.ArgumentParser(description=DESCRIPTION)
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--quick", action="store_true", help="a seconds-long smoke run")
-    ap.add_argument("--out", default=None)
-    ap.add_argument("--seed", type=int, default=0)
+    ap = parser(DESCRIPTION)
     ap.add_argument("--datasets", default="mnist,fashion_mnist")
     ap.add_argument("--n-seeds", type=int, default=3)
     ap.add_argument("--n-train", type=int, default=50000)

@@ -1,0 +1,94 @@
+"""What every example needs besides its own story: the command line, the output folder, results.json, figures,
+the MNIST fallback and batched evaluation.
+
+The examples import this file as the top-level module ``_common``; examples/__init__.py says why that works
+however an example is started.
+"""
+import argparse
+import contextlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+import minigrad as mg
+
+
+def parser(description):
+    """An argument parser with the options every example takes: --device, --quick, --out and --seed."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--quick", action="store_true", help="seconds-long smoke run")
+    p.add_argument("--out", default=None, help="output folder (default: runs/NAME)")
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def output_dir(out_dir, name):
+    """The folder ``out_dir`` (default runs/``name``) as a Path, created if need be."""
+    out = Path(out_dir or Path("runs") / name)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def save_results(out_dir, metrics):
+    """Write ``metrics`` to ``out_dir``/results.json."""
+    (Path(out_dir) / "results.json").write_text(json.dumps(metrics, indent=2))
+
+
+def pyplot():
+    """matplotlib.pyplot drawing into files only (the Agg backend); imported when an example first draws."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def save_figure(fig, path, dpi=110):
+    """Save ``fig`` to ``path`` and close it; returns the path as a string."""
+    import matplotlib.pyplot as plt
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return str(path)
+
+
+def load_or_digits(name):
+    """(X_train, y_train, X_test, y_test, name used) from ``minigrad.data.load_<name>`` (mnist, fashion_mnist,
+    digits); scikit-learn's 8×8 digits, with a printed notice, when that dataset is not installed."""
+    from minigrad import data
+    try:
+        d = getattr(data, f"load_{name}")()
+    except (ImportError, OSError) as e:  # DatasetNotFound is an OSError
+        if name == "digits":
+            raise
+        print(f"notice: {name} is not available ({type(e).__name__}: {e}); falling back to the 8x8 digits")
+        name, d = "digits", data.load_digits()
+    return (*d["train"], *d["test"], name)
+
+
+def predict(model, X, device, batch_size=500, fn=None):
+    """``fn`` (default: the model itself) on X in batches, in eval mode and without gradients, as one host array.
+    The model's train/eval mode is restored afterwards."""
+    training = model.training
+    model.eval()
+    with mg.no_grad():
+        out = np.concatenate([(fn or model)(mg.tensor(X[i:i + batch_size], device=device)).numpy()
+                              for i in range(0, len(X), batch_size)])
+    model.train(training)
+    return out
+
+
+def mean_std(values):
+    """Mean and sample standard deviation (0 for a single value) of a list of numbers, e.g. over seeds."""
+    v = np.array(values, dtype=np.float64)
+    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0}
+
+
+def blas_threads(n):
+    """A context that caps BLAS at ``n`` threads (threadpoolctl); a no-op when ``n`` is None or threadpoolctl is
+    not installed. Small matrices train much faster on one thread than on threads contending on a busy CPU."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return contextlib.nullcontext() if n is None else threadpool_limits(limits=int(n))
