@@ -41,11 +41,12 @@ def available(engine):
 
 
 def versions():
+    from importlib import metadata
     out = {"python": platform.python_version(), "numpy": np.__version__}
-    for name in ("torch", "autograd", "mygrad", "cupy"):
+    for name in ("torch", "autograd", "mygrad", "micrograd", "pytorch-crf", "cupy-cuda12x", "cupy"):
         try:
-            out[name] = importlib.import_module(name).__version__
-        except Exception:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
             pass
     return out
 
@@ -222,16 +223,16 @@ def targets(results, device):
         if r is not None:
             rows.append(["CNN step ≤ 1.5× PyTorch CPU", f"{results[('cnn', 'minigrad')] * 1e3:.2f} / "
                          f"{results[('cnn', 'torch')] * 1e3:.2f} ms = {r:.2f}×", judge(r <= 1.5)])
-        wins, losses = [], []
+        groups = {"slower peers": [], "ties (within 2 %)": [], "**faster peers**": []}
         for key, label in PEER_WORKLOADS:
             for peer in ("autograd", "mygrad", "micrograd"):
                 r = _ratio(results, key + (peer,), key + ("minigrad",))
                 if r is not None:
-                    (wins if r > 1 else losses).append(f"{peer} {label} {r:.2f}×")
+                    group = "slower peers" if r > 1.02 else "ties (within 2 %)" if r >= 0.98 else "**faster peers**"
+                    groups[group].append(f"{peer} {label} {r:.2f}×")
         rows.append(["faster than every educational peer on every workload it runs (peer time ÷ minigrad time)",
-                     "; ".join(["slower peers: " + ", ".join(wins)] + (["**faster**: " + ", ".join(losses)]
-                                                                       if losses else [])),
-                     judge(not losses)])
+                     "; ".join(f"{g}: {', '.join(v)}" for g, v in groups.items() if v),
+                     judge(len(groups["slower peers"]) == sum(map(len, groups.values())))])
     else:
         for kind, label in (("mlp", "MLP step"), ("cnn", "CNN step")):
             r = _ratio(results, (kind, "minigrad"), (kind, "torch"))

@@ -112,6 +112,14 @@ def check_agreement(p):
     return a
 
 
+def blas_note(limit):
+    """How NumPy's BLAS threads were limited in this run (threadpoolctl, or the environment the suite sets)."""
+    if limit:
+        return "limited to 1 thread (threadpoolctl)"
+    env = os.environ.get("OPENBLAS_NUM_THREADS")
+    return f"on OPENBLAS_NUM_THREADS={env} thread(s)" if env else "not limited (threadpoolctl absent)"
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="small batch, few repeats (smoke test)")
@@ -165,7 +173,7 @@ def main(argv=None):
     text = (f"# Linear-chain CRF: NLL forward + backward, Viterbi decoding\n\n"
             f"Measured {date} on {MACHINE} ({platform.machine()}, device {args.device}), shared: load average "
             f"{load_before:.1f} before and {os.getloadavg()[0]:.1f} after the run; {peer}. "
-            f"NumPy's BLAS limited to 1 thread (threadpoolctl{'' if limit else ' absent: not limited'}) like torch. "
+            f"NumPy's BLAS {blas_note(limit)} like torch. "
             f"B={B}, T={T}, float32 emissions, lengths drawn in [T/2, T], start/end scores on; NLL = sum over the "
             f"batch, backward to emissions, transitions, start and end. Median of repeats (the implementations "
             f"timed in turn within each repeat) from one run of "
