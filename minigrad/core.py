@@ -380,7 +380,7 @@ class Function:
 
 def _check_devices(f, xs):
     """All inputs on one device (only called when CuPy is importable)."""
-    if len({backend.device_of(x) for x in xs}) == 1:
+    if all(x.__class__ is _ndarray for x in xs) or len({backend.device_of(x) for x in xs}) == 1:
         return
     devices = ", ".join(f"input {i}: {backend.device_of(x)} {tuple(x.shape)}" for i, x in enumerate(xs))
     raise RuntimeError(f"{type(f).__name__} got inputs on different devices ({devices}); move them with .to(device)")
