@@ -450,7 +450,8 @@ def run_backward(roots, root_grads, retain_graph, create_graph, wanted):
                 raise _freed(f)
             if create_graph and not f.differentiable_backward:
                 raise RuntimeError(f"{type(f).__name__} is a fused op whose backward works on raw arrays: it "
-                                   "has no second derivative. Use its composed version for higher-order gradients")
+                                   "has no second derivative. Use its composed version for higher-order gradients "
+                                   "(modules with a fused path, such as nn.GRU and nn.LSTM, take fused=False)")
             if len(f.outputs) == 1 and wanted_keys is None:  # the common case, inline
                 entry = grads.pop((id(f), 0), None)
                 if entry is None:

@@ -1,24 +1,147 @@
 """Recurrent layers: GRU and LSTM and their cells, with PyTorch's parameter names, shapes and gate order.
 
-Every step is composed from differentiable primitives (matmul, split, sigmoid, tanh, where), so gradients of
-any order flow back through time. The input projection ``x W_ihᵀ + b_ih`` of all steps is one matmul before
-the time loop; only ``h W_hhᵀ`` stays inside it. Padded steps (``mask`` or ``lengths``) keep the state as it
-was and output zeros, so the reverse direction of each sequence starts at its own last valid step.
-Equations: docs/derivations/rnn.md.
+The input projection ``x W_ihᵀ + b_ih`` of all steps is one matmul before the time loop; only ``h W_hhᵀ`` stays
+inside it. Each step is then one fused Function (``GRUStep``, ``LSTMStep``: forward and analytic backward on raw
+arrays, the default) or, with ``fused=False``, composed from differentiable primitives (matmul, split, sigmoid,
+tanh), which is slower but has gradients of any order. Padded steps (``mask`` or ``lengths``) keep the state as
+it was and output zeros, so the reverse direction of each sequence starts at its own last valid step.
+Equations and the fused backward: docs/derivations/rnn.md.
 """
 import math
 
 from minigrad import backend
 from minigrad import functional as F
-from minigrad.core import Tensor, as_tensor
+from minigrad.core import Function, Tensor, as_tensor
 from minigrad.nn import init as nn_init
 from minigrad.nn.module import Module, Parameter
 from minigrad.ops import concatenate, matmul, reshape, sigmoid, split, stack, tanh, transpose, where
 
 
 # ---- one step, on a precomputed input projection gi = x W_ihᵀ + b_ih -------------------------------------------
-def _gru_step(gi, h, w_hh_t, b_hh):
-    """r, z = σ(gi_rz + gh_rz); n = tanh(gi_n + r ⊙ gh_n); h' = (1 − z) ⊙ n + z ⊙ h."""
+def _sigmoid_(a):
+    """σ(a) in place, as ``minigrad.sigmoid`` computes it: (tanh(a/2) + 1)/2, stable for any |a|."""
+    a *= 0.5
+    backend.get_array_module(a).tanh(a, out=a)
+    a += 1
+    a *= 0.5
+
+
+class GRUStep(Function):
+    """h' of one GRU step from gi, h, W_hhᵀ (and b_hh): r, z = σ(gi_rz + h̃_rz), n = tanh(gi_n + r ⊙ h̃_n),
+    h' = n + z ⊙ (h − n) with h̃ = h W_hhᵀ + b_hh.
+
+    Backward, with G = ∂L/∂h' and ∂ā the gradients of the gates' pre-activations:
+        ∂n̄ = G(1 − z)(1 − n²),   ∂z̄ = G(h − n) z(1 − z),   ∂r̄ = ∂n̄ ⊙ h̃_n ⊙ r(1 − r),
+        ∂gi = [∂r̄, ∂z̄, ∂n̄],   ∂h̃ = [∂r̄, ∂z̄, r ⊙ ∂n̄],   ∂h = G z + ∂h̃ W_hh,   ∂W_hhᵀ = hᵀ ∂h̃,   ∂b_hh = Σ_B ∂h̃.
+    Saved: r, z, n and h̃_n. The backward works on raw arrays: ``fused=False`` for higher derivatives.
+    """
+
+    differentiable_backward = False
+
+    def forward(self, gi, h, w_hh_t, b_hh=None):
+        xp, H = backend.get_array_module(gi), h.shape[-1]
+        gh = xp.matmul(h, w_hh_t)
+        if b_hh is not None:
+            gh += b_hh
+        rz = gi[:, :2 * H] + gh[:, :2 * H]
+        _sigmoid_(rz)
+        n = rz[:, :H] * gh[:, 2 * H:]
+        n += gi[:, 2 * H:]
+        xp.tanh(n, out=n)
+        self.rz, self.n, self.gh_n = rz, n, gh[:, 2 * H:]
+        return n + rz[:, H:] * (h - n)
+
+    def backward(self, gy):
+        g, h, w_hh_t = gy.data, self.inputs[1].data, self.inputs[2].data
+        xp, H, rz, n = backend.get_array_module(g), h.shape[-1], self.rz, self.n
+        dn = g * (1 - rz[:, H:]) * (1 - n * n)
+        drz = xp.concatenate([dn * self.gh_n, g * (h - n)], axis=1)
+        drz *= rz * (1 - rz)
+        dgh = xp.concatenate([drz, dn * rz[:, :H]], axis=1)
+        need = [t._requires_grad for t in self.inputs]
+        grads = [xp.concatenate([drz, dn], axis=1) if need[0] else None,
+                 g * rz[:, H:] + xp.matmul(dgh, w_hh_t.T) if need[1] else None,
+                 xp.matmul(h.T, dgh) if need[2] else None]
+        if len(need) == 4:
+            grads.append(dgh.sum(axis=0) if need[3] else None)
+        return tuple(None if x is None else Tensor(x) for x in grads)
+
+
+class LSTMStep(Function):
+    """(h', c') of one LSTM step from gi, h, c, W_hhᵀ (and b_hh): i, f, g, o = σ, σ, tanh, σ of
+    a = gi + h W_hhᵀ + b_hh; c' = f ⊙ c + i ⊙ g; h' = o ⊙ tanh(c').
+
+    Backward, with G_h, G_c = ∂L/∂h', ∂L/∂c' and C = G_c + G_h ⊙ o ⊙ (1 − tanh²c') the whole gradient of c':
+        ∂a = [C g, C c, C i, G_h tanh(c')] ⊙ [i(1 − i), f(1 − f), 1 − g², o(1 − o)],
+        ∂gi = ∂a,   ∂h = ∂a W_hh,   ∂c = C f,   ∂W_hhᵀ = hᵀ ∂a,   ∂b_hh = Σ_B ∂a.
+    Saved: the gates and tanh(c'). The backward works on raw arrays: ``fused=False`` for higher derivatives.
+    """
+
+    differentiable_backward = False
+
+    def forward(self, gi, h, c, w_hh_t, b_hh=None):
+        xp, H = backend.get_array_module(gi), h.shape[-1]
+        a = xp.matmul(h, w_hh_t)
+        a += gi
+        if b_hh is not None:
+            a += b_hh
+        g = xp.tanh(a[:, 2 * H:3 * H])
+        _sigmoid_(a)  # all of it: one contiguous pass is faster than three strided ones; block g is unused
+        c_new = a[:, H:2 * H] * c + a[:, :H] * g
+        self.gates, self.g, self.tanh_c = a, g, xp.tanh(c_new)
+        return a[:, 3 * H:] * self.tanh_c, c_new
+
+    def backward(self, gh, gc):
+        gh, gc, h, c, w_hh_t = gh.data, gc.data, self.inputs[1].data, self.inputs[2].data, self.inputs[3].data
+        xp, H, a, g, tc = backend.get_array_module(gh), h.shape[-1], self.gates, self.g, self.tanh_c
+        i, f, o = a[:, :H], a[:, H:2 * H], a[:, 3 * H:]
+        cc = gh * o * (1 - tc * tc) + gc
+        d = xp.concatenate([cc * g, cc * c, cc * i, gh * tc], axis=1)
+        slope = a * (1 - a)
+        slope[:, 2 * H:3 * H] = 1 - g * g
+        d *= slope
+        need = [t._requires_grad for t in self.inputs]
+        grads = [d if need[0] else None,
+                 xp.matmul(d, w_hh_t.T) if need[1] else None,
+                 cc * f if need[2] else None,
+                 xp.matmul(h.T, d) if need[3] else None]
+        if len(need) == 5:
+            grads.append(d.sum(axis=0) if need[4] else None)
+        return tuple(None if x is None else Tensor(x) for x in grads)
+
+
+def _check_step(name, G, gi, h, w_hh_t, b_hh, c=None):
+    """Shapes (B, G·H), (B, H), (H, G·H), (G·H,) and one dtype for the arguments of a fused step."""
+    if h.ndim != 2:
+        raise ValueError(f"{name}: h must have shape (batch, hidden), got {h.shape}")
+    (B, H), dtype = h.shape, h.dtype
+    want = {"gi": (B, G * H), "c": (B, H), "w_hh_t": (H, G * H), "b_hh": (G * H,)}
+    for arg, t in (("gi", gi), ("c", c), ("w_hh_t", w_hh_t), ("b_hh", b_hh)):
+        if t is not None and t.shape != want[arg]:
+            raise ValueError(f"{name}: {arg} must have shape {want[arg]} (batch {B}, hidden {H}, {G} gates), "
+                             f"got {t.shape}")
+        if t is not None and t.dtype != dtype:
+            raise TypeError(f"{name}: {arg} has dtype {t.dtype} but h has {dtype}; cast one of them")
+
+
+def gru_step(gi, h, w_hh_t, b_hh=None):
+    """The fused GRU step (``GRUStep``): gi (B, 3H), h (B, H), w_hh_t (H, 3H), b_hh (3H,) → h' (B, H)."""
+    gi, h, w_hh_t = as_tensor(gi), as_tensor(h), as_tensor(w_hh_t)
+    b_hh = None if b_hh is None else as_tensor(b_hh)
+    _check_step("gru_step", 3, gi, h, w_hh_t, b_hh)
+    return GRUStep()(gi, h, w_hh_t, *(() if b_hh is None else (b_hh,)))
+
+
+def lstm_step(gi, h, c, w_hh_t, b_hh=None):
+    """The fused LSTM step (``LSTMStep``): gi (B, 4H), h, c (B, H), w_hh_t (H, 4H), b_hh (4H,) → (h', c')."""
+    gi, h, c, w_hh_t = as_tensor(gi), as_tensor(h), as_tensor(c), as_tensor(w_hh_t)
+    b_hh = None if b_hh is None else as_tensor(b_hh)
+    _check_step("lstm_step", 4, gi, h, w_hh_t, b_hh, c)
+    return LSTMStep()(gi, h, c, w_hh_t, *(() if b_hh is None else (b_hh,)))
+
+
+def gru_step_composed(gi, h, w_hh_t, b_hh=None):
+    """The same GRU step from differentiable primitives: slower, but with second derivatives."""
     gh = matmul(h, w_hh_t)
     if b_hh is not None:
         gh = gh + b_hh
@@ -30,8 +153,8 @@ def _gru_step(gi, h, w_hh_t, b_hh):
     return n + z * (h - n)
 
 
-def _lstm_step(gi, h, c, w_hh_t, b_hh):
-    """i, f, g, o = σ, σ, tanh, σ of (gi + h W_hhᵀ + b_hh); c' = f ⊙ c + i ⊙ g; h' = o ⊙ tanh(c')."""
+def lstm_step_composed(gi, h, c, w_hh_t, b_hh=None):
+    """The same LSTM step from differentiable primitives: slower, but with second derivatives."""
     g = gi + matmul(h, w_hh_t)
     if b_hh is not None:
         g = g + b_hh
@@ -45,15 +168,15 @@ def _project(x, w_ih, b_ih):
     return y if b_ih is None else y + b_ih
 
 
-def gru_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None):
+def gru_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None, fused=True):
     """One GRU step on ``x`` (B, I) and ``h`` (B, H); weights (3H, I), (3H, H) in gate order r, z, n."""
-    return _gru_step(_project(x, w_ih, b_ih), h, w_hh.mT, b_hh)
+    return (gru_step if fused else gru_step_composed)(_project(x, w_ih, b_ih), h, w_hh.mT, b_hh)
 
 
-def lstm_cell(x, hc, w_ih, w_hh, b_ih=None, b_hh=None):
+def lstm_cell(x, hc, w_ih, w_hh, b_ih=None, b_hh=None, fused=True):
     """One LSTM step on ``x`` (B, I) and ``hc = (h, c)``; weights (4H, I), (4H, H) in gate order i, f, g, o."""
     h, c = hc
-    return _lstm_step(_project(x, w_ih, b_ih), h, c, w_hh.mT, b_hh)
+    return (lstm_step if fused else lstm_step_composed)(_project(x, w_ih, b_ih), h, c, w_hh.mT, b_hh)
 
 
 # ---- parameters -------------------------------------------------------------------------------------------------
@@ -80,9 +203,10 @@ def _check_dtype(name, x, w):
 class _CellBase(Module):
     gates = 1
 
-    def __init__(self, input_size, hidden_size, bias=True, device=None, dtype=None):
+    def __init__(self, input_size, hidden_size, bias=True, device=None, dtype=None, fused=True):
         super().__init__()
         self.input_size, self.hidden_size, self.bias = int(input_size), int(hidden_size), bool(bias)
+        self.fused = bool(fused)
         dtype = backend.DEFAULT_FLOAT if dtype is None else backend.as_dtype(dtype)
         device = backend.parse_device(device)
         G, H, k = self.gates, self.hidden_size, 1.0 / math.sqrt(hidden_size)
@@ -116,26 +240,29 @@ class _CellBase(Module):
         return x, hx, batched
 
     def extra_repr(self):
-        return f"{self.input_size}, {self.hidden_size}" + ("" if self.bias else ", bias=False")
+        return (f"{self.input_size}, {self.hidden_size}" + ("" if self.bias else ", bias=False")
+                + ("" if self.fused else ", fused=False"))
 
 
 class GRUCell(_CellBase):
-    """One GRU step: ``h' = GRUCell(I, H)(x, h)`` with x (B, I), h (B, H) (h defaults to zeros)."""
+    """One GRU step: ``h' = GRUCell(I, H)(x, h)`` with x (B, I), h (B, H) (h defaults to zeros).
+    ``fused=False`` composes the step from primitives, for second derivatives."""
     gates = 3
 
     def forward(self, input, hx=None):
         x, (h,), batched = self._prepare(input, hx, 1)
-        h = gru_cell(x, h, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+        h = gru_cell(x, h, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh, self.fused)
         return h if batched else reshape(h, h.shape[1:])
 
 
 class LSTMCell(_CellBase):
-    """One LSTM step: ``h', c' = LSTMCell(I, H)(x, (h, c))`` (the state defaults to zeros)."""
+    """One LSTM step: ``h', c' = LSTMCell(I, H)(x, (h, c))`` (the state defaults to zeros).
+    ``fused=False`` composes the step from primitives, for second derivatives."""
     gates = 4
 
     def forward(self, input, hx=None):
         x, hc, batched = self._prepare(input, hx, 2)
-        h, c = lstm_cell(x, hc, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+        h, c = lstm_cell(x, hc, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh, self.fused)
         return (h, c) if batched else (reshape(h, h.shape[1:]), reshape(c, c.shape[1:]))
 
 
@@ -144,7 +271,7 @@ class _RNNBase(Module):
     mode, gates = None, 1
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
-                 bidirectional=False, device=None, dtype=None):
+                 bidirectional=False, device=None, dtype=None, fused=True):
         super().__init__()
         if int(num_layers) < 1:
             raise ValueError(f"{self.mode}: num_layers must be at least 1, got {num_layers}")
@@ -152,7 +279,7 @@ class _RNNBase(Module):
             raise ValueError(f"{self.mode}: dropout must be in [0, 1), got {dropout}")
         self.input_size, self.hidden_size, self.num_layers = int(input_size), int(hidden_size), int(num_layers)
         self.bias, self.batch_first, self.dropout = bool(bias), bool(batch_first), float(dropout)
-        self.bidirectional = bool(bidirectional)
+        self.bidirectional, self.fused = bool(bidirectional), bool(fused)
         self.num_directions = 2 if bidirectional else 1
         self._dtype = backend.DEFAULT_FLOAT if dtype is None else backend.as_dtype(dtype)
         self._device = backend.parse_device(device)
@@ -227,9 +354,11 @@ class _RNNBase(Module):
     def _direction(self, gi, states, layer, direction, mask, summary):
         """Run one direction of one layer over the projected inputs ``gi`` (list of T (B, G·H) tensors)."""
         names = self._names(layer, direction)
-        w_hh_t = getattr(self, names[1]).mT
-        b_hh = getattr(self, names[3]) if self.bias and self.mode == "GRU" else None
         lstm = self.mode == "LSTM"
+        params = [getattr(self, names[1]).mT]
+        if self.bias and not lstm:  # the LSTM's b_hh is folded into gi
+            params.append(getattr(self, names[3]))
+        fused, composed = (LSTMStep, lstm_step_composed) if lstm else (GRUStep, gru_step_composed)
         h = states[0]
         c = states[1] if lstm else None
         T = len(gi)
@@ -238,10 +367,9 @@ class _RNNBase(Module):
             if summary is not None and summary[1][t]:  # nobody is valid here: skip the step
                 outs[t] = Tensor(h.xp.zeros(h.shape, h.dtype))
                 continue
-            if lstm:
-                h_new, c_new = _lstm_step(gi[t], h, c, w_hh_t, None)
-            else:
-                h_new, c_new = _gru_step(gi[t], h, w_hh_t, b_hh), None
+            state = (h, c) if lstm else (h,)
+            new = fused()(gi[t], *state, *params) if self.fused else composed(gi[t], *state, *params)
+            h_new, c_new = new if lstm else (new, None)
             if summary is None or summary[0][t]:
                 h, c, outs[t] = h_new, c_new, h_new
             else:
@@ -318,16 +446,20 @@ class _RNNBase(Module):
             s += f", dropout={self.dropout}"
         if self.bidirectional:
             s += ", bidirectional=True"
+        if not self.fused:
+            s += ", fused=False"
         return s
 
 
 class GRU(_RNNBase):
     """Multi-layer GRU with PyTorch's signature; parameters ``weight_ih_l{k}`` (3H, in), ``weight_hh_l{k}``
-    (3H, H), ``bias_ih_l{k}``, ``bias_hh_l{k}`` (3H,) and ``..._reverse`` copies, gates in order r, z, n."""
+    (3H, H), ``bias_ih_l{k}``, ``bias_hh_l{k}`` (3H,) and ``..._reverse`` copies, gates in order r, z, n.
+    Each step is the fused ``GRUStep``; pass ``fused=False`` for second (and higher) derivatives."""
     mode, gates = "GRU", 3
 
 
 class LSTM(_RNNBase):
     """Multi-layer LSTM with PyTorch's signature; parameters ``weight_ih_l{k}`` (4H, in), ``weight_hh_l{k}``
-    (4H, H), ``bias_ih_l{k}``, ``bias_hh_l{k}`` (4H,) and ``..._reverse`` copies, gates in order i, f, g, o."""
+    (4H, H), ``bias_ih_l{k}``, ``bias_hh_l{k}`` (4H,) and ``..._reverse`` copies, gates in order i, f, g, o.
+    Each step is the fused ``LSTMStep``; pass ``fused=False`` for second (and higher) derivatives."""
     mode, gates = "LSTM", 4

@@ -1,4 +1,5 @@
-"""GRU / LSTM and their cells: PyTorch parity (values and every gradient), masking, gradchecks, init."""
+"""GRU / LSTM and their cells: PyTorch parity (values and every gradient), fused steps vs composed ones, masking,
+gradchecks, init."""
 import math
 
 import numpy as np
@@ -9,7 +10,7 @@ from hypothesis import strategies as st
 import minigrad as mg
 from conftest import torch_or_skip
 from minigrad import nn
-from minigrad.nn.rnn import gru_cell, lstm_cell
+from minigrad.nn.rnn import gru_cell, gru_step, lstm_cell, lstm_step
 
 MODES = {"GRU": (nn.GRU, 3), "LSTM": (nn.LSTM, 4)}
 
@@ -144,11 +145,111 @@ def test_lstm_cell_gradcheck(B, I, H, seed):
     assert mg.gradcheck(f, [x, h, c, w_ih, w_hh, b_ih, b_hh])
 
 
-def test_cells_second_derivatives():
+def test_composed_cells_second_derivatives():
     x, h, c, w_ih, w_hh, b_ih, b_hh = _cell_inputs(4, 1, 2, 1, 0)
-    assert mg.gradgradcheck(lambda x, h, c, w: lstm_cell(x, (h, c), w_ih.detach(), w, b_ih.detach()), [x, h, c, w_hh])
+    assert mg.gradgradcheck(lambda x, h, c, w: lstm_cell(x, (h, c), w_ih.detach(), w, b_ih.detach(), fused=False),
+                            [x, h, c, w_hh])
     x, h, _, w_ih, w_hh, b_ih, b_hh = _cell_inputs(3, 1, 2, 1, 1)
-    assert mg.gradgradcheck(lambda x, h, w: gru_cell(x, h, w_ih.detach(), w, None, b_hh.detach()), [x, h, w_hh])
+    assert mg.gradgradcheck(lambda x, h, w: gru_cell(x, h, w_ih.detach(), w, None, b_hh.detach(), fused=False),
+                            [x, h, w_hh])
+
+
+# ---- the fused steps --------------------------------------------------------------------------------------------
+@given(mode=st.sampled_from(list(MODES)), B=st.integers(1, 3), H=st.integers(1, 3), bias=st.booleans(),
+       seed=st.integers(0, 10**6))
+def test_fused_step_gradcheck(mode, B, H, bias, seed):
+    G = MODES[mode][1]
+    rng = np.random.default_rng(seed)
+    gi, h, c, w_hh_t = (mg.Tensor(rng.standard_normal(s), requires_grad=True)
+                        for s in [(B, G * H), (B, H), (B, H), (H, G * H)])
+    args = [gi, h, c, w_hh_t] if mode == "LSTM" else [gi, h, w_hh_t]
+    if bias:
+        args.append(mg.Tensor(rng.standard_normal(G * H), requires_grad=True))
+    assert mg.gradcheck(lstm_step if mode == "LSTM" else gru_step, args)
+
+
+def test_fused_step_refuses_bad_arguments():
+    h, w = mg.zeros(2, 3), mg.zeros(3, 9)
+    with pytest.raises(ValueError, match="gi must have shape"):
+        gru_step(mg.zeros(2, 8), h, w)
+    with pytest.raises(ValueError, match="w_hh_t must have shape"):
+        lstm_step(mg.zeros(2, 12), h, h, w)
+    with pytest.raises(TypeError, match="b_hh has dtype"):
+        gru_step(mg.zeros(2, 9), h, w, mg.zeros(9, dtype="float64"))
+
+
+def _run(m, x, hx, lengths, mask, seed):
+    """Forward (dropout reseeded), a fixed weighted loss: the outputs and the gradient of every leaf as arrays."""
+    mg.manual_seed(seed)
+    out, state = m(x, hx, lengths=lengths, mask=mask)
+    states = [state] if m.mode == "GRU" else list(state)
+    loss = (out * mg.Tensor(np.random.default_rng(seed).standard_normal(out.shape))).sum()
+    for s in states:
+        loss = loss + (s * s).sum()
+    leaves = [x] + (list(hx) if isinstance(hx, tuple) else [hx]) + list(m.parameters())
+    grads = mg.grad(loss, leaves, allow_unused=True)
+    return [out.numpy()] + [s.numpy() for s in states] + [0 if g is None else g.numpy() for g in grads]
+
+
+@given(mode=st.sampled_from(list(MODES)), T=st.integers(1, 4), B=st.integers(1, 3), I=st.integers(1, 3),
+       H=st.integers(1, 3), layers=st.integers(1, 2), bidirectional=st.booleans(), bias=st.booleans(),
+       batch_first=st.booleans(), dropout=st.sampled_from([0.0, 0.4]),
+       padding=st.sampled_from(["none", "lengths", "mask"]), seed=st.integers(0, 10**6))
+def test_fused_layer_equals_composed(mode, T, B, I, H, layers, bidirectional, bias, batch_first, dropout, padding,
+                                     seed):
+    """Same outputs (bit for bit) and gradients of every input, state and parameter (float64, to rounding), with
+    padding, bidirectional, several layers and dropout between them."""
+    rng = np.random.default_rng(seed)
+    LD = layers * (2 if bidirectional else 1)
+    x = mg.Tensor(rng.standard_normal((B, T, I) if batch_first else (T, B, I)), requires_grad=True)
+    h0, c0 = (mg.Tensor(rng.standard_normal((LD, B, H)), requires_grad=True) for _ in range(2))
+    hx = h0 if mode == "GRU" else (h0, c0)
+    lengths = rng.integers(0, T + 1, B) if padding == "lengths" else None
+    mask = rng.random((B, T)) < 0.6 if padding == "mask" else None
+    kw = dict(num_layers=layers, bidirectional=bidirectional, bias=bias, batch_first=batch_first, dropout=dropout)
+    results = []
+    for fused in (True, False):
+        mg.manual_seed(1)
+        m = MODES[mode][0](I, H, fused=fused, **kw).to(dtype="float64")
+        results.append(_run(m, x, hx, lengths, mask, seed))
+    np.testing.assert_array_equal(results[0][0], results[1][0])  # the same forward operations, in the same order
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_fused_cell_equals_composed(mode):
+    cls = {"GRU": nn.GRUCell, "LSTM": nn.LSTMCell}[mode]
+    rng = np.random.default_rng(6)
+    x, h, c = (mg.Tensor(rng.standard_normal(s), requires_grad=True) for s in [(3, 2), (3, 4), (3, 4)])
+    results = []
+    for fused in (True, False):
+        mg.manual_seed(0)
+        cell = cls(2, 4, fused=fused).to(dtype="float64")
+        out = cell(x, h) if mode == "GRU" else cell(x, (h, c))
+        loss = (out * out).sum() if mode == "GRU" else (out[0] * out[1]).sum() + out[1].sum()
+        leaves = [x, h, c] + list(cell.parameters())
+        results.append([g.numpy() for g in mg.grad(loss, leaves, allow_unused=True) if g is not None])
+    assert len(results[0]) == len(results[1]) >= 6
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_double_backward_needs_fused_false(mode):
+    x = mg.Tensor(np.random.default_rng(7).standard_normal((3, 2, 2)), requires_grad=True)
+    for fused in (True, False):
+        mg.manual_seed(0)
+        m = MODES[mode][0](2, 3, fused=fused).to(dtype="float64")
+        loss = (m(x)[0] ** 2).sum()
+        if fused:
+            with pytest.raises(RuntimeError, match=f"{mode}Step .*no second derivative.*fused=False"):
+                mg.grad(loss, [x], create_graph=True)
+            continue
+        (gx,) = mg.grad(loss, [x], create_graph=True)
+        (gx * gx).sum().backward()
+        assert m.weight_hh_l0.grad is not None and np.isfinite(x.grad.numpy()).all()
+    assert mg.gradgradcheck(lambda x: m(x)[0], [x])
 
 
 @pytest.mark.parametrize("mode", MODES)
