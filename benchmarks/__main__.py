@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import core
+from benchmarks.common import ROOT, machine, markdown_table
 
-ROOT = Path(__file__).resolve().parent.parent
 PEERS = ["numpy", "torch", "autograd", "mygrad", "micrograd"]
 
 
@@ -51,31 +51,12 @@ def versions():
     return out
 
 
-def machine(device):
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    text = f"{cpu}, {os.cpu_count()} cores visible, {platform.system()} {platform.release()}"
-    if device.startswith("cuda"):
-        import cupy
-        props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
-        text += f"; GPU: {props['name'].decode()}"
-    return text
-
-
 def fmt_us(s):
     return f"{s * 1e6:,.1f}"
 
 
 def table(title, header, rows):
-    lines = [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-    text = "\n".join(lines) + "\n"
+    text = f"### {title}\n\n{markdown_table(header, rows)}\n"
     print("\n" + text, flush=True)
     return text
 

@@ -30,7 +30,6 @@ if __name__ == "__main__":  # thread counts must be fixed before NumPy/PyTorch l
     for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[_var] = _n
 
-import datetime  # noqa: E402
 import json  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -39,14 +38,12 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import minigrad as mg  # noqa: E402
+from benchmarks.common import machine, page, today  # noqa: E402
 from models.attention import TransformerEncoderLayer, attention_composed, scaled_dot_product_attention  # noqa: E402
 
-MACHINE = "2-core x86-64 CPU VM, Python 3.11, NumPy 2.4"
-OUT = ROOT / "docs" / "benchmarks" / "attention.md"
 B, T, D, H, FF = 32, 128, 256, 8, 1024
 
 
@@ -249,8 +246,7 @@ def main():
     args = ap.parse_args()
     global DEVICE
     DEVICE = mg.backend.parse_device(args.device)
-    out = Path(args.out) if args.out else OUT if DEVICE == "cpu" else OUT.with_name("attention-cuda.md")
-    machine = MACHINE if DEVICE == "cpu" else gpu_name()
+    out = page("attention", DEVICE, args.out)
     repeat = 2 if args.quick else args.repeat
     try:
         import torch
@@ -297,7 +293,7 @@ def main():
                     + table({n: (t[n], mem[n]) for n in steps}, "PyTorch"))
     print(sections[-1], flush=True)
 
-    stamp = (f"Measured {datetime.date.today().isoformat()} on {machine}; PyTorch {torch_version}; "
+    stamp = (f"Measured {today()} on {machine(DEVICE)}; PyTorch {torch_version}; "
              f"{args.threads} thread(s) for every library; {repeat} interleaved rounds; float32.\n\n")
     body = "<!-- bench:start -->\n" + stamp + "\n".join(sections) + "<!-- bench:end -->"
     if not args.quick:
@@ -306,12 +302,6 @@ def main():
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text[:start] + body + text[end:])
         print(f"wrote {out}")
-
-
-def gpu_name():
-    cp = mg.backend.cp
-    props = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)
-    return f"{props['name'].decode()} (CuPy {cp.__version__})"
 
 
 if __name__ == "__main__":

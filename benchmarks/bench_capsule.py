@@ -7,21 +7,18 @@ capsules of dim 8 routed to 10 capsules of dim 16), 3 iterations, for each routi
 docs/benchmarks/capsule.md. Every number is the median of repeats taken in this one run.
 """
 import argparse
-import datetime
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import minigrad as mg  # noqa: E402
+from benchmarks.common import machine, markdown_table, one_thread, page, sync, today, write_page  # noqa: E402
 from models.capsule import VARIANTS, Capsule, dynamic_routing, dynamic_routing_composed  # noqa: E402
 
-MACHINE = "2-core x86-64 CPU VM, Python 3.11, NumPy 2.4"
 
 
 def timing(step, repeat):
@@ -36,10 +33,6 @@ def timing(step, repeat):
         cpus.append(time.process_time() - c)
     return float(np.median(walls)), float(np.median(cpus)), min(walls), max(walls)
 
-
-def sync(device):
-    if device.startswith("cuda"):
-        mg.backend.cp.cuda.Stream.null.synchronize()
 
 
 def minigrad_step(fn, u, g, variant, device):
@@ -98,25 +91,12 @@ def main(argv=None):
     p.add_argument("--out", default=None,
                     help="default docs/benchmarks/capsule.md (docs/benchmarks/capsule-cuda.md on a GPU)")
     args = p.parse_args(argv)
-    if args.out is None:
-        args.out = str(ROOT / "docs" / "benchmarks" / ("capsule.md" if args.device == "cpu" else "capsule-cuda.md"))
     B = 4 if args.quick else 64
     repeat = 3 if args.quick else 9
     rng = np.random.default_rng(0)
     u = (rng.standard_normal((B, 1152, 10, 16)) * 0.05).astype(np.float32)
     g = rng.standard_normal((B, 10, 16)).astype(np.float32)
-    try:
-        import torch
-        torch.set_num_threads(1)   # 2 spinning threads on a shared 2-core VM slow every later measurement
-        torch_version = torch.__version__
-    except ImportError:
-        torch = None
-        torch_version = "absent"
-    try:
-        from threadpoolctl import threadpool_limits
-        threadpool_limits(1)       # NumPy's BLAS on one thread too: every engine gets one core
-    except ImportError:
-        pass
+    torch, threads = one_thread()
     rows = []
     for variant in VARIANTS:
         res = {}
@@ -133,12 +113,10 @@ def main(argv=None):
                  f"{wall * 1e3:.1f}", f"{lo * 1e3:.1f}–{hi * 1e3:.1f}"])
     header = ["variant", "implementation", "CPU ms (median)", "CPU ÷ hand-written", "wall ms (median)",
               "wall min–max ms"]
-    table = "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-                      + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows])
-    date = "2026-11-24" if not args.quick else datetime.date.today().isoformat()
+    table = markdown_table(header, rows)
     text = (f"# Capsule dynamic routing: forward + backward\n\n"
-            f"Measured {date} on {MACHINE} ({platform.machine()}, device {args.device}); torch {torch_version} "
-            f"and NumPy's BLAS on one thread each. û of shape ({B}, 1152, 10, 16) float32, 3 routing iterations, "
+            f"Measured {today()} on {machine(args.device)} (device {args.device}); {threads}. "
+            f"û of shape ({B}, 1152, 10, 16) float32, 3 routing iterations, "
             f"gradient of a fixed random upstream gradient; medians of {repeat} repeats from one run of "
             f"`python benchmarks/bench_capsule.py{' --quick' if args.quick else ''}`.\n\n{table}\n\n"
             "*hand-written*: `models.capsule.dynamic_routing`, one Function whose backward replays the iterations "
@@ -146,12 +124,10 @@ def main(argv=None):
             "from minigrad ops, differentiated by the engine; *PyTorch composed*: the same equations in PyTorch "
             "autograd. When other jobs share the VM's 2 cores, wall time includes waiting for a core; process CPU time "
             "(every engine on one thread) does not, so where the two columns differ the CPU column is the measure "
-            "of the work. GPU (CuPy) timings have not been taken.\n")
+            "of the work.\n")
     print(text)
     if not args.quick:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text)
-        print(f"wrote {args.out}")
+        write_page(page("capsule", args.device, args.out), text)
 
 
 if __name__ == "__main__":

@@ -6,27 +6,20 @@ vs the log Z composed from minigrad ops vs the PyTorch peer ``pytorch-crf`` (``t
 docs/benchmarks/crf.md. Every number is the median of repeats taken in this one run.
 """
 import argparse
-import datetime
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import minigrad as mg  # noqa: E402
+from benchmarks.common import machine, markdown_table, one_thread, page, sync, today, write_page  # noqa: E402
 from models import crf as C  # noqa: E402
 
-MACHINE = "2-core x86-64 CPU VM, Python 3.11, NumPy 2.4"
 
-
-def sync(device):
-    if device.startswith("cuda"):
-        mg.backend.cp.cuda.Stream.null.synchronize()
 
 
 def problem(B, T, K, seed=0):
@@ -112,14 +105,6 @@ def check_agreement(p):
     return a
 
 
-def blas_note(limit):
-    """How NumPy's BLAS threads were limited in this run (threadpoolctl, or the environment the suite sets)."""
-    if limit:
-        return "limited to 1 thread (threadpoolctl)"
-    env = os.environ.get("OPENBLAS_NUM_THREADS")
-    return f"on OPENBLAS_NUM_THREADS={env} thread(s)" if env else "not limited (threadpoolctl absent)"
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="small batch, few repeats (smoke test)")
@@ -127,23 +112,14 @@ def main(argv=None):
     ap.add_argument("--out", default=None,
                     help="default docs/benchmarks/crf.md (docs/benchmarks/crf-cuda.md on a GPU)")
     args = ap.parse_args(argv)
-    if args.out is None:
-        args.out = str(ROOT / "docs" / "benchmarks" / ("crf.md" if args.device == "cpu" else "crf-cuda.md"))
     B, T = (8, 10) if args.quick else (64, 50)
     repeat = 3 if args.quick else 41
+    torch, threads = one_thread()
     try:
-        import torch
         import torchcrf
-        torch.set_num_threads(1)
-        peer = f"torch {torch.__version__} (1 thread), pytorch-crf {torchcrf.__version__}"
+        peer = f"pytorch-crf {torchcrf.__version__}"
     except ImportError:
-        torch = None
-        peer = "pytorch-crf absent"
-    try:  # one BLAS thread for NumPy too: on a shared 2-core VM threaded BLAS stalls on these small products
-        from threadpoolctl import threadpool_limits
-        limit = threadpool_limits(1)
-    except ImportError:
-        limit = None
+        torch, peer = None, "pytorch-crf absent"
     rows = []
     load_before = os.getloadavg()[0]
     for K in (5, 50):
@@ -164,16 +140,11 @@ def main(argv=None):
             rows.append([K, task, name, f"{med * 1e3:.2f}", f"{lo * 1e3:.2f}–{hi * 1e3:.2f}", n,
                          f"{med / base[task]:.2f}"])
         print(f"K={K}: mean NLL {nll_ref.mean():.3f}", flush=True)
-    if limit is not None:
-        limit.restore_original_limits()
     header = ["K", "task", "implementation", "median ms", "min–max ms", "repeats", "time ÷ minigrad"]
-    table = "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-                      + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows])
-    date = "2026-11-24" if not args.quick else datetime.date.today().isoformat()
+    table = markdown_table(header, rows)
     text = (f"# Linear-chain CRF: NLL forward + backward, Viterbi decoding\n\n"
-            f"Measured {date} on {MACHINE} ({platform.machine()}, device {args.device}), shared: load average "
-            f"{load_before:.1f} before and {os.getloadavg()[0]:.1f} after the run; {peer}. "
-            f"NumPy's BLAS {blas_note(limit)} like torch. "
+            f"Measured {today()} on {machine(args.device)} (device {args.device}), load average "
+            f"{load_before:.1f} before and {os.getloadavg()[0]:.1f} after the run; {threads}; {peer}. "
             f"B={B}, T={T}, float32 emissions, lengths drawn in [T/2, T], start/end scores on; NLL = sum over the "
             f"batch, backward to emissions, transitions, start and end. Median of repeats (the implementations "
             f"timed in turn within each repeat) from one run of "
@@ -183,13 +154,10 @@ def main(argv=None):
             "steps*: the same Function with `EXACT_STEPS = True`, the (B, K, K) logsumexp path it falls back to "
             "when a sum underflows (scores of ±1e4); *composed*: `crf_nll_composed`, log Z from `mg.logsumexp` "
             "per step, differentiated by the engine; *pytorch-crf*: `torchcrf.CRF` (log-domain logsumexp per step, "
-            "PyTorch autograd; its decode backtracks each sequence in Python). GPU (CuPy) timings have not been "
-            "taken.\n")
+            "PyTorch autograd; its decode backtracks each sequence in Python).\n")
     print(text)
     if not args.quick:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text)
-        print(f"wrote {args.out}")
+        write_page(page("crf", args.device, args.out), text)
 
 
 if __name__ == "__main__":

@@ -7,28 +7,21 @@ docs/benchmarks/rnn.md (docs/benchmarks/rnn-cuda.md on a GPU). Every number is t
 this one run, the implementations timed in turn within each repeat.
 """
 import argparse
-import datetime
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import minigrad as mg  # noqa: E402
+from benchmarks.common import machine, markdown_table, one_thread, page, sync, today, write_page  # noqa: E402
 from minigrad import nn  # noqa: E402
 
-MACHINE = "2-core x86-64 CPU VM, Python 3.11, NumPy 2.4"
 MODES = ("GRU", "LSTM")
 
-
-def sync(device):
-    if device.startswith("cuda"):
-        mg.backend.cp.cuda.Stream.null.synchronize()
 
 
 def minigrad_step(mode, fused, x, gy, device):
@@ -93,25 +86,12 @@ def main(argv=None):
     p.add_argument("--out", default=None,
                    help="default docs/benchmarks/rnn.md (docs/benchmarks/rnn-cuda.md on a GPU)")
     args = p.parse_args(argv)
-    if args.out is None:
-        args.out = str(ROOT / "docs" / "benchmarks" / ("rnn.md" if args.device == "cpu" else "rnn-cuda.md"))
     B, T, I, H = (4, 5, 64, 128) if args.quick else (32, 50, 64, 128)
     repeat = 3 if args.quick else 15
     rng = np.random.default_rng(0)
     x = rng.standard_normal((T, B, I)).astype(np.float32)
     gy = rng.standard_normal((T, B, H)).astype(np.float32)
-    try:
-        import torch
-        torch.set_num_threads(1)   # 2 spinning threads on a shared 2-core VM slow every later measurement
-        torch_version = torch.__version__
-    except ImportError:
-        torch = None
-        torch_version = "absent"
-    try:
-        from threadpoolctl import threadpool_limits
-        threadpool_limits(1)       # NumPy's BLAS on one thread too: every engine gets one core
-    except ImportError:
-        pass
+    torch, threads = one_thread()
     load_before = os.getloadavg()[0]
     rows = []
     for mode in MODES:
@@ -127,13 +107,12 @@ def main(argv=None):
             rows.append([mode, name, f"{cpu * 1e3:.2f}", f"{cpu / base:.2f}", f"{wall * 1e3:.2f}",
                          f"{lo * 1e3:.2f}–{hi * 1e3:.2f}"])
     header = ["layer", "implementation", "CPU ms (median)", "CPU ÷ fused", "wall ms (median)", "wall min–max ms"]
-    table = "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-                      + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows])
+    table = markdown_table(header, rows)
     text = (f"# GRU and LSTM layers: forward + backward\n\n"
-            f"Measured {datetime.date.today().isoformat()} on {MACHINE} ({platform.machine()}, device "
-            f"{args.device}), shared: load average {load_before:.1f} before and {os.getloadavg()[0]:.1f} after the "
-            f"run; torch {torch_version} and NumPy's BLAS on one thread each. One layer, input ({T}, {B}, {I}) "
-            f"float32, hidden size {H}, zero initial state, backward of a fixed random gradient of the output to the "
+            f"Measured {today()} on {machine(args.device)} (device {args.device}), load average "
+            f"{load_before:.1f} before and {os.getloadavg()[0]:.1f} after the run; {threads}. "
+            f"One layer, input ({T}, {B}, {I}) float32, hidden size {H}, zero initial state, backward of a "
+            f"fixed random gradient of the output to the "
             f"input and every parameter; medians of {repeat} rounds from one run of "
             f"`python benchmarks/bench_rnn.py{' --quick' if args.quick else ''}`.\n\n{table}\n\n"
             "*minigrad fused*: each time step is one `GRUStep` / `LSTMStep` Function with the analytic backward of "
@@ -145,9 +124,7 @@ def main(argv=None):
             "time includes waiting for a core; process CPU time (every engine on one thread) does not.\n")
     print(text)
     if not args.quick:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text)
-        print(f"wrote {args.out}")
+        write_page(page("rnn", args.device, args.out), text)
 
 
 if __name__ == "__main__":
