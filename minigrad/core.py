@@ -434,14 +434,16 @@ def run_backward(roots, root_grads, retain_graph, create_graph, wanted):
     found = {}
     heap, seen = [], set()  # heap of (-generation, id, function): newest first, ids break ties
 
-    for r, g in zip(roots, root_grads):
-        if g.shape != r.shape:
-            raise RuntimeError(f"grad of shape {g.shape} given for an output of shape {r.shape}")
-        _accumulate(grads, r, g)
-        f = r.creator
+    def push(f):
         if f is not None and f not in seen:
             seen.add(f)
             heappush(heap, (-f.generation, id(f), f))
+
+    for r, g in zip(roots, root_grads):
+        if g.shape != r.shape:
+            raise RuntimeError(f"grad of shape {g.shape} given for an output of shape {r.shape}")
+        if _accumulate(grads, r, g):
+            push(r.creator)
 
     with _GradMode(create_graph):
         while heap:
@@ -482,16 +484,8 @@ def run_backward(roots, root_grads, retain_graph, create_graph, wanted):
                                        f"for input {i} of shape {x.shape}")
                 if gx.data.dtype != x.dtype:
                     gx = gx.astype(x.dtype)
-                c = x.creator
-                key = id(x) if c is None else (id(c), x.index)
-                entry = grads.get(key)
-                if entry is not None:
-                    entry[1] = entry[1] + gx
-                    continue
-                grads[key] = [x, gx]
-                if c is not None and c not in seen:
-                    seen.add(c)
-                    heappush(heap, (-c.generation, id(c), c))
+                if _accumulate(grads, x, gx):
+                    push(x.creator)
             if not retain_graph:
                 f.__dict__.clear()  # drops saved arrays too; f.inputs is None again (class default)
 
@@ -505,12 +499,14 @@ def run_backward(roots, root_grads, retain_graph, create_graph, wanted):
 
 
 def _accumulate(grads, t, g):
+    """Add ``g`` to the gradient at ``t``'s graph position; True when it is the first (schedule its creator)."""
     key = _key(t)
     entry = grads.get(key)
     if entry is None:
         grads[key] = [t, g]
-    else:
-        entry[1] = entry[1] + g
+        return True
+    entry[1] = entry[1] + g
+    return False
 
 
 def _output_grads(f, grads, wanted_keys, found, to_leaves):
