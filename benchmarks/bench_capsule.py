@@ -8,7 +8,6 @@ docs/benchmarks/capsule.md. Every number is the median of repeats taken in this 
 """
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,22 +15,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import minigrad as mg  # noqa: E402
-from benchmarks.common import machine, markdown_table, one_thread, page, sync, today, write_page  # noqa: E402
+from benchmarks.common import interleaved, machine, markdown_table, one_thread, page, sync, today, write_page  # noqa: E402
 from models.capsule import VARIANTS, Capsule, dynamic_routing, dynamic_routing_composed  # noqa: E402
-
-
-
-def timing(step, repeat):
-    """Medians of wall-clock and of process CPU time (s) over ``repeat`` runs after one warm-up, and the
-    wall min–max. On a shared VM the wall time includes waiting for a core; the CPU time does not."""
-    step()
-    walls, cpus = [], []
-    for _ in range(repeat):
-        w, c = time.perf_counter(), time.process_time()
-        step()
-        walls.append(time.perf_counter() - w)
-        cpus.append(time.process_time() - c)
-    return float(np.median(walls)), float(np.median(cpus)), min(walls), max(walls)
 
 
 
@@ -99,16 +84,16 @@ def main(argv=None):
     torch, threads = one_thread()
     rows = []
     for variant in VARIANTS:
-        res = {}
-        res["hand-written"] = timing(minigrad_step(dynamic_routing, u, g, variant, args.device), repeat)
-        res["composed"] = timing(minigrad_step(dynamic_routing_composed, u, g, variant, args.device), repeat)
+        steps = {"hand-written": minigrad_step(dynamic_routing, u, g, variant, args.device),
+                 "composed": minigrad_step(dynamic_routing_composed, u, g, variant, args.device)}
         if torch is not None and args.device == "cpu":
-            res["PyTorch composed"] = timing(torch_step(u, g, variant), repeat)
+            steps["PyTorch composed"] = torch_step(u, g, variant)
+        res = interleaved(steps, repeat)
         base = res["hand-written"][1]
         for name, (wall, cpu, lo, hi) in res.items():
             rows.append([variant, name, f"{cpu * 1e3:.1f}", f"{cpu / base:.2f}", f"{wall * 1e3:.1f}",
                          f"{lo * 1e3:.1f}–{hi * 1e3:.1f}"])
-    wall, cpu, lo, hi = timing(layer_step(B, args.device), repeat)
+    wall, cpu, lo, hi = interleaved({"layer": layer_step(B, args.device)}, repeat)["layer"]
     rows.append(["sabour", "Capsule layer (1152·8 → 10·16 per-capsule W + routing)", f"{cpu * 1e3:.1f}", "",
                  f"{wall * 1e3:.1f}", f"{lo * 1e3:.1f}–{hi * 1e3:.1f}"])
     header = ["variant", "implementation", "CPU ms (median)", "CPU ÷ hand-written", "wall ms (median)",

@@ -8,7 +8,6 @@ docs/benchmarks/crf.md. Every number is the median of repeats taken in this one 
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import minigrad as mg  # noqa: E402
-from benchmarks.common import machine, markdown_table, one_thread, page, sync, today, write_page  # noqa: E402
+from benchmarks.common import interleaved, machine, markdown_table, one_thread, page, sync, today, write_page  # noqa: E402
 from models import crf as C  # noqa: E402
 
 
@@ -82,20 +81,6 @@ def torch_steps(p):
     return nll, decode
 
 
-def interleaved(steps, repeat):
-    """Median, min, max and count of each step's seconds, the steps taken in turn within every repeat so that
-    a change of load on a shared machine hits all of them alike."""
-    for step in steps.values():
-        step()
-    times = {k: [] for k in steps}
-    for _ in range(repeat):
-        for k, step in steps.items():
-            t = time.perf_counter()
-            step()
-            times[k].append(time.perf_counter() - t)
-    return {k: (float(np.median(v)), min(v), max(v), len(v)) for k, v in times.items()}
-
-
 def check_agreement(p):
     """The three implementations must agree before their times mean anything."""
     h, g, s, e = (mg.tensor(p[k]) for k in "hgse")
@@ -136,8 +121,8 @@ def main(argv=None):
         res = interleaved(steps, repeat)
         base = {task: res[(task, name)][0] for task, name in
                 [("NLL fwd+bwd", "minigrad analytic"), ("Viterbi decode", "minigrad viterbi_decode")]}
-        for (task, name), (med, lo, hi, n) in res.items():
-            rows.append([K, task, name, f"{med * 1e3:.2f}", f"{lo * 1e3:.2f}–{hi * 1e3:.2f}", n,
+        for (task, name), (med, _, lo, hi) in res.items():
+            rows.append([K, task, name, f"{med * 1e3:.2f}", f"{lo * 1e3:.2f}–{hi * 1e3:.2f}", repeat,
                          f"{med / base[task]:.2f}"])
         print(f"K={K}: mean NLL {nll_ref.mean():.3f}", flush=True)
     header = ["K", "task", "implementation", "median ms", "min–max ms", "repeats", "time ÷ minigrad"]

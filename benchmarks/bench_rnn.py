@@ -9,7 +9,6 @@ this one run, the implementations timed in turn within each repeat.
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import minigrad as mg  # noqa: E402
-from benchmarks.common import machine, markdown_table, one_thread, page, sync, today, write_page  # noqa: E402
+from benchmarks.common import interleaved, machine, markdown_table, one_thread, page, sync, today, write_page  # noqa: E402
 from minigrad import nn  # noqa: E402
 
 MODES = ("GRU", "LSTM")
@@ -63,22 +62,6 @@ def check_same(mode, ours, theirs):
                                    err_msg=f"{mode} {name}")
 
 
-def timing(steps, repeat):
-    """Per implementation: medians of wall-clock and of process CPU time (s) over ``repeat`` rounds after one
-    warm-up, and the wall min–max. Each round times every implementation once, in turn."""
-    for step in steps.values():
-        step()
-    walls, cpus = {k: [] for k in steps}, {k: [] for k in steps}
-    for _ in range(repeat):
-        for name, step in steps.items():
-            w, c = time.perf_counter(), time.process_time()
-            step()
-            walls[name].append(time.perf_counter() - w)
-            cpus[name].append(time.process_time() - c)
-    return {k: (float(np.median(walls[k])), float(np.median(cpus[k])), min(walls[k]), max(walls[k]))
-            for k in steps}
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--quick", action="store_true", help="short sequences, few repeats (smoke test)")
@@ -101,7 +84,7 @@ def main(argv=None):
             theirs = torch_step(torch, mode, fused[1], x, gy)
             check_same(mode, fused, theirs)
             steps[f"PyTorch nn.{mode}"] = theirs[0]
-        res = timing(steps, repeat)
+        res = interleaved(steps, repeat)
         base = res["minigrad fused"][1]
         for name, (wall, cpu, lo, hi) in res.items():
             rows.append([mode, name, f"{cpu * 1e3:.2f}", f"{cpu / base:.2f}", f"{wall * 1e3:.2f}",

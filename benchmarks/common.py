@@ -3,6 +3,8 @@ thread per library, and where each page goes."""
 import datetime
 import os
 import platform
+import statistics
+import time
 from pathlib import Path
 
 import minigrad as mg
@@ -27,6 +29,22 @@ def machine(device="cpu"):
         props = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)
         text += f"; GPU: {props['name'].decode()}, CuPy {cp.__version__}"
     return text
+
+
+def interleaved(steps, repeat):
+    """Per step: median wall time, median process CPU time, wall min and max (s) over ``repeat`` rounds after
+    one warm-up. Each round takes every step once, in turn, so a change of load on a shared machine hits all
+    alike; wall time includes waiting for a core, CPU time does not."""
+    for step in steps.values():
+        step()
+    walls, cpus = {k: [] for k in steps}, {k: [] for k in steps}
+    for _ in range(repeat):
+        for name, step in steps.items():
+            w, c = time.perf_counter(), time.process_time()
+            step()
+            walls[name].append(time.perf_counter() - w)
+            cpus[name].append(time.process_time() - c)
+    return {k: (statistics.median(walls[k]), statistics.median(cpus[k]), min(walls[k]), max(walls[k])) for k in steps}
 
 
 def sync(device):
