@@ -66,13 +66,13 @@ def _abort_hook(exc_type, exc, tb):
     """Print this rank's traceback, then end the whole job instead of leaving the others in a collective."""
     group = _group
     where = f"rank {group.rank} of {group.size}" if group is not None else "a rank"
-    lines = traceback.format_exception(exc_type, exc, tb)
+    prefix = f"[rank {group.rank}] " if group is not None else ""
+    lines = "".join(traceback.format_exception(exc_type, exc, tb)).splitlines(True)
     sys.stderr.write(f"minigrad.distributed: uncaught exception on {where}; aborting every rank\n"
-                     + "".join(f"[rank {group.rank if group else '?'}] {line}" for line in "".join(lines).splitlines(True)))
+                     + "".join(prefix + line for line in lines))
     sys.stderr.flush()
-    if group is not None and not isinstance(exc, KeyboardInterrupt):
+    if group is not None:
         group.abort(1)
-    (_previous_excepthook or sys.__excepthook__)(exc_type, exc, tb)
 
 
 def _install_abort_hook():
