@@ -206,3 +206,17 @@ def test_dataloader_takes_a_sampler():
     assert len(DataLoader(X, batch_size=2, sampler=s)) == 3
     with pytest.raises(ValueError, match="sampler and shuffle"):
         DataLoader(X, sampler=s, shuffle=True)
+
+
+# ---- the examples' --distributed ------------------------------------------------------------------------------------
+@needs_mpi
+def test_cnn_example_trains_data_parallel_under_mpiexec(tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    root = Path(__file__).resolve().parents[2]
+    cmd = [_mpiexec(), "-n", "2", sys.executable, "-m", "examples.cnn_digits", "--distributed",
+           "--dataset", "digits", "--epochs", "1", "--out", str(tmp_path)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env, cwd=root)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.count("digits: test accuracy") == 1  # rank 1 stays quiet
+    assert '"processes": 2' in r.stdout
+    assert (tmp_path / "cnn.ckpt").exists()
