@@ -12,11 +12,12 @@ import sys
 import traceback
 
 from minigrad import backend
-from minigrad.core import Tensor
+from minigrad.core import Function, Tensor
 from minigrad.distributed._backends import MPIGroup, NCCLGroup, SingleGroup
 
-__all__ = ["ReduceOp", "all_gather", "all_reduce", "barrier", "broadcast", "destroy_process_group",
-           "get_backend", "get_rank", "get_world_size", "init_process_group", "is_available", "is_initialized"]
+__all__ = ["AllReduceSum", "ReduceOp", "all_gather", "all_reduce", "all_reduce_sum", "barrier", "broadcast",
+           "destroy_process_group", "get_backend", "get_rank", "get_world_size", "init_process_group", "is_available",
+           "is_initialized"]
 
 
 class ReduceOp:
@@ -199,6 +200,30 @@ def all_gather(tensor_list, tensor=None):
                              f"the gathered tensors {tuple(p.shape)}")
         t.data[...] = p
     return None
+
+
+class AllReduceSum(Function):
+    """Differentiable sum over the ranks: every rank gets Σ_r x_r, and the gradient of each rank's input is
+    the sum over ranks of the output gradients (each rank's output feeds that rank's share of the total loss)."""
+
+    needs_input_data = False
+
+    def __init__(self, group):
+        self.group = group
+
+    def forward(self, x):
+        out = x.copy()
+        self.group.allreduce_aux(out)
+        return out
+
+    def backward(self, gy):
+        return AllReduceSum(self.group)(gy)
+
+
+def all_reduce_sum(tensor):
+    """A new Tensor holding the sum of ``tensor`` over the ranks, differentiable (SyncBatchNorm's statistics);
+    the identity in a group of one. The ranks must call it in the same order."""
+    return AllReduceSum(_need("all_reduce_sum"))(tensor)
 
 
 def barrier():

@@ -26,6 +26,9 @@ class SingleGroup:
     def allreduce(self, array, op):
         return None
 
+    def allreduce_aux(self, array):
+        return None
+
     def iallreduce(self, array):
         return _Done()
 
@@ -71,6 +74,7 @@ class MPIGroup:
         from mpi4py import MPI
         self.MPI = MPI
         self.comm = MPI.COMM_WORLD.Dup()
+        self.aux = MPI.COMM_WORLD.Dup()  # reductions inside backward (SyncBatchNorm), apart from the buckets'
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
 
     def _host(self, array):
@@ -83,6 +87,15 @@ class MPIGroup:
     def allreduce(self, array, op):
         host = np.ascontiguousarray(self._host(array))
         self.comm.Allreduce(self.MPI.IN_PLACE, host, op=getattr(self.MPI, _MPI_OPS[op]))
+        if host is not array:
+            array[...] = host if isinstance(array, np.ndarray) else backend.asarray(host,
+                                                                                   device=backend.device_of(array))
+
+    def allreduce_aux(self, array):
+        """Sum over ranks in place on the second communicator: collectives issued during backward must not
+        interleave with the buckets' non-blocking ones, whose start order differs between ranks' sweeps."""
+        host = np.ascontiguousarray(self._host(array))
+        self.aux.Allreduce(self.MPI.IN_PLACE, host, op=self.MPI.SUM)
         if host is not array:
             array[...] = host if isinstance(array, np.ndarray) else backend.asarray(host,
                                                                                    device=backend.device_of(array))
@@ -118,6 +131,7 @@ class MPIGroup:
 
     def close(self):
         self.comm.Free()
+        self.aux.Free()
 
 
 class _NCCLRequest:

@@ -37,7 +37,7 @@ class DistributedDataParallel(Module):
     parameter and the ranks), then takes rank 0's parameters and buffers. ``bucket_cap_mb`` caps a bucket;
     ``broadcast_buffers`` re-sends rank 0's buffers (BatchNorm's running statistics) before every forward.
     BatchNorm normalises each rank's shard with that shard's own statistics (as PyTorch's BatchNorm does under
-    DDP): with BatchNorm in training mode, N ranks are not bit-for-bit one process on the full batch.
+    DDP), so N ranks are then not one process on the full batch; ``nn.SyncBatchNorm`` restores that.
     ``no_sync()`` skips the averaging (gradient accumulation); the next synchronised backward averages the sum.
     ``comm_seconds`` adds up the time backward spent waiting for communication at its end;
     ``early_buckets`` counts the buckets whose all-reduce started while backward was still running.

@@ -21,9 +21,18 @@ def dataset():
     return rng.standard_normal((N_SAMPLES, FEATURES)).astype(np.float32), rng.integers(0, CLASSES, N_SAMPLES)
 
 
-def make_model(seed):
+def make_model(seed, bn=False):
+    """An MLP; with ``bn`` a BatchNorm1d after each hidden layer (SyncBatchNorm in the MPI job)."""
     mg.manual_seed(seed)
+    if bn:
+        return nn.Sequential(nn.Linear(FEATURES, 16), nn.BatchNorm1d(16), nn.Tanh(), nn.Linear(16, 16),
+                             nn.BatchNorm1d(16), nn.Tanh(), nn.Linear(16, CLASSES))
     return nn.Sequential(nn.Linear(FEATURES, 16), nn.Tanh(), nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, CLASSES))
+
+
+def state(model):
+    """Parameters, then floating buffers (BatchNorm's running statistics), as host arrays."""
+    return [p.numpy() for p in model.parameters()] + [b.numpy() for b in model.buffers() if b.dtype.kind == "f"]
 
 
 def make_optimizer(name, params):
@@ -49,23 +58,27 @@ def batches(world, rank, epochs, seed=0):
     return out
 
 
-def reference(world, opt_name, epochs):
+def reference(world, opt_name, epochs, bn=False):
     """One process, the same model as rank 0, each step on the union of the ranks' batches."""
     X, y = dataset()
-    model = make_model(0)
+    model = make_model(0, bn)
     opt = make_optimizer(opt_name, model.parameters())
     per_rank = [batches(world, r, epochs) for r in range(world)]
     for parts in zip(*per_rank):
         idx = [i for p in parts for i in p]
         step(model, opt, X[idx], y[idx])
-    return [p.numpy() for p in model.parameters()]
+    return state(model)
 
 
 def train(a):
     dist.init_process_group()
     rank, world = dist.get_rank(), dist.get_world_size()
     X, y = dataset()
-    model = nn.parallel.DistributedDataParallel(make_model(1000 * rank), bucket_cap_mb=a.bucket_mb)
+    module = make_model(1000 * rank, a.bn != "none")
+    if a.bn == "sync":
+        module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
+        assert sum(isinstance(m, nn.SyncBatchNorm) for m in module.modules()) == 2
+    model = nn.parallel.DistributedDataParallel(module, bucket_cap_mb=a.bucket_mb)
     opt = make_optimizer(a.opt, model.parameters())
     sampler = DistributedSampler((X, y), shuffle=True, seed=0)
     loader = DataLoader((X, y), batch_size=GLOBAL_BATCH // world, sampler=sampler)
@@ -77,7 +90,7 @@ def train(a):
             opt.zero_grad()
             loss.backward()
             opt.step()
-    params = [p.numpy() for p in model.parameters()]
+    params = state(model)
     for p in model.parameters():  # every rank holds the same parameters
         gathered = dist.all_gather(p)
         assert all(np.array_equal(g.numpy(), gathered[0].numpy()) for g in gathered), "ranks disagree"
@@ -146,6 +159,8 @@ if __name__ == "__main__":
     p.add_argument("--bucket-mb", type=float, default=0.001)
     p.add_argument("--min-buckets", type=int, default=2)
     p.add_argument("--backend", default="mpi")
+    p.add_argument("--bn", default="none", choices=["none", "sync", "local"],
+                   help="BatchNorm layers: SyncBatchNorm, or each rank's own statistics")
     p.add_argument("--out", default="params.npz")
     args = p.parse_args()
     mg.backend.set_num_threads(1) if hasattr(mg.backend, "set_num_threads") else None
