@@ -38,12 +38,15 @@ class DistributedDataParallel(Module):
     ``broadcast_buffers`` re-sends rank 0's buffers (BatchNorm's running statistics) before every forward.
     BatchNorm normalises each rank's shard with that shard's own statistics (as PyTorch's BatchNorm does under
     DDP), so N ranks are then not one process on the full batch; ``nn.SyncBatchNorm`` restores that.
+    A parameter that gets no gradient in a backward contributes zeros; its bucket (and, since buckets start in
+    order, every later one) then waits for the end of backward, unless ``find_unused_parameters=True``, which
+    walks the output's graph after each forward to mark such parameters ready at once (as in PyTorch).
     ``no_sync()`` skips the averaging (gradient accumulation); the next synchronised backward averages the sum.
     ``comm_seconds`` adds up the time backward spent waiting for communication at its end;
     ``early_buckets`` counts the buckets whose all-reduce started while backward was still running.
     """
 
-    def __init__(self, module, bucket_cap_mb=25, broadcast_buffers=True):
+    def __init__(self, module, bucket_cap_mb=25, broadcast_buffers=True, find_unused_parameters=False):
         super().__init__()
         if not isinstance(module, Module):
             raise TypeError(f"DistributedDataParallel: module must be an nn.Module, got {type(module).__name__}")
@@ -52,6 +55,8 @@ class DistributedDataParallel(Module):
         self.module = module
         object.__setattr__(self, "_group", distributed.group())
         object.__setattr__(self, "broadcast_buffers", broadcast_buffers)
+        object.__setattr__(self, "find_unused_parameters", find_unused_parameters)
+        object.__setattr__(self, "_unused", [])
         object.__setattr__(self, "require_sync", True)
         object.__setattr__(self, "comm_seconds", 0.0)
         object.__setattr__(self, "early_buckets", 0)
@@ -115,7 +120,11 @@ class DistributedDataParallel(Module):
             with no_grad():
                 for _, b in self.module.named_buffers():
                     self._broadcast(b)
-        return self.module(*args, **kwargs)
+        out = self.module(*args, **kwargs)
+        if self.find_unused_parameters and self.require_sync and self._group.size > 1:
+            reached = _leaves_reached(out)
+            object.__setattr__(self, "_unused", [p for b in self._buckets for p in b.params if id(p) not in reached])
+        return out
 
     @contextlib.contextmanager
     def no_sync(self):
@@ -137,13 +146,19 @@ class DistributedDataParallel(Module):
             object.__setattr__(self, "_next", 0)
             object.__setattr__(self, "_active", _Config.callbacks)
             queue_callback(self._finish)
+            for q in self._unused:  # found unused by the last forward: ready now, with zeros
+                self._fill(q, None)
+        self._fill(p, p.grad.data)
+        self._launch_ready()
+
+    def _fill(self, p, grad):
+        """Copy ``p``'s gradient (zeros when None) into its place in its bucket's buffer."""
         b = self._bucket_of[id(p)]
         if b.buffer is None:
             b.buffer = b.xp.empty(b.numel, b.dtype)
         off = b.offsets[id(p)]
-        b.buffer[off:off + p.size] = p.grad.data.reshape(-1)
+        b.buffer[off:off + p.size] = 0 if grad is None else grad.reshape(-1)
         b.filled.add(id(p))
-        self._launch_ready()
 
     def _launch_ready(self):
         """Start the all-reduce of every full bucket, strictly in bucket order (every rank must start the same
@@ -161,14 +176,9 @@ class DistributedDataParallel(Module):
         start = time.perf_counter()
         object.__setattr__(self, "early_buckets", self.early_buckets + self._next)
         for b in self._buckets:
-            if len(b.filled) < len(b.params):
-                if b.buffer is None:
-                    b.buffer = b.xp.zeros(b.numel, b.dtype)
-                for p in b.params:
-                    if id(p) not in b.filled:
-                        off = b.offsets[id(p)]
-                        b.buffer[off:off + p.size] = 0
-                        b.filled.add(id(p))
+            for p in b.params:
+                if id(p) not in b.filled:
+                    self._fill(p, None)
         self._launch_ready()
         scale = 1.0 / self._group.size
         for b in self._buckets:
@@ -185,3 +195,25 @@ class DistributedDataParallel(Module):
         for h in getattr(self, "_handles", ()):
             h.remove()
 
+
+def _leaves_reached(out):
+    """ids of the leaf tensors that the graph of ``out`` (a Tensor, or tuples/lists/dicts of them) reads."""
+    stack = list(out.values()) if isinstance(out, dict) else list(out) if isinstance(out, (tuple, list)) else [out]
+    leaves, seen, funcs = set(), set(), []
+    for t in stack:
+        if isinstance(t, Tensor):
+            if t.creator is None:
+                leaves.add(id(t))
+            else:
+                funcs.append(t.creator)
+    while funcs:
+        f = funcs.pop()
+        if id(f) in seen or f.inputs is None:
+            continue
+        seen.add(id(f))
+        for x in f.inputs:
+            if x.creator is None:
+                leaves.add(id(x))
+            else:
+                funcs.append(x.creator)
+    return leaves

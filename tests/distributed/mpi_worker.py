@@ -100,6 +100,45 @@ def train(a):
     dist.destroy_process_group()
 
 
+class WithUnused(nn.Module):
+    """An MLP plus a layer that forward never calls: its gradient never arrives on any rank."""
+
+    def __init__(self):
+        super().__init__()
+        self.body, self.unused = make_model(0), nn.Linear(3, 3)
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def extras(a):
+    """no_sync accumulation and a parameter without gradient, checked on every rank against local arithmetic."""
+    dist.init_process_group()
+    rank, world = dist.get_rank(), dist.get_world_size()
+    X, y = dataset()
+    mg.manual_seed(rank)
+    model = nn.parallel.DistributedDataParallel(WithUnused(), bucket_cap_mb=0.0005, find_unused_parameters=True)
+    plain = WithUnused()
+    plain.load_state_dict(model.module.state_dict())  # rank 0's weights, broadcast at construction
+    b = GLOBAL_BATCH // world
+    micro = [list(range(k * GLOBAL_BATCH + rank * b, k * GLOBAL_BATCH + (rank + 1) * b)) for k in range(2)]
+    with model.no_sync():
+        mg.cross_entropy(model(mg.tensor(X[micro[0]])), mg.tensor(y[micro[0]])).backward()
+    local = [p.grad.numpy().copy() for p in model.module.body.parameters()]
+    mg.cross_entropy(model(mg.tensor(X[micro[1]])), mg.tensor(y[micro[1]])).backward()
+    for k in range(2):  # one process: the two union batches, gradients summed
+        idx = list(range(k * GLOBAL_BATCH, (k + 1) * GLOBAL_BATCH))
+        mg.cross_entropy(plain(mg.tensor(X[idx])), mg.tensor(y[idx])).backward()
+    for p, q in zip(model.module.body.parameters(), plain.body.parameters()):
+        np.testing.assert_allclose(p.grad.numpy(), q.grad.numpy(), rtol=1e-5, atol=1e-7)
+    whole = dist.all_gather(mg.tensor(np.concatenate([g.ravel() for g in local])))
+    assert not all(np.array_equal(w.numpy(), whole[0].numpy()) for w in whole), "no_sync still reduced"
+    assert all(float(np.abs(p.grad.numpy()).max()) == 0.0 for p in model.module.unused.parameters())
+    assert model.early_buckets >= 1, model.early_buckets
+    print(f"rank {rank}: extras ok", flush=True)
+    dist.destroy_process_group()
+
+
 def collectives(a):
     dist.init_process_group(a.backend)
     rank, world = dist.get_rank(), dist.get_world_size()
@@ -153,7 +192,7 @@ def crash(a):
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser()
-    p.add_argument("mode", choices=["train", "collectives", "mismatch", "crash"])
+    p.add_argument("mode", choices=["train", "collectives", "mismatch", "crash", "extras"])
     p.add_argument("--opt", default="sgd")
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--bucket-mb", type=float, default=0.001)

@@ -98,6 +98,14 @@ def test_collectives(n):
 
 
 @needs_mpi
+@pytest.mark.parametrize("n", [2, 4])
+def test_no_sync_accumulation_unused_parameters_and_buckets_started_during_backward(n):
+    r = run_job(n, "extras")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.count("extras ok") == n
+
+
+@needs_mpi
 def test_parameters_that_differ_across_ranks_are_named_with_the_ranks():
     r = run_job(2, "mismatch")
     assert r.returncode == 0, r.stdout + r.stderr
