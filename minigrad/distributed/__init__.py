@@ -16,8 +16,8 @@ from minigrad.core import Function, Tensor
 from minigrad.distributed._backends import MPIGroup, NCCLGroup, SingleGroup
 
 __all__ = ["AllReduceSum", "ReduceOp", "all_gather", "all_reduce", "all_reduce_sum", "barrier", "broadcast",
-           "destroy_process_group", "get_backend", "get_rank", "get_world_size", "init_process_group", "is_available",
-           "is_initialized"]
+           "destroy_process_group", "get_backend", "get_device", "get_rank", "get_world_size", "init_process_group",
+           "is_available", "is_initialized"]
 
 
 class ReduceOp:
@@ -121,6 +121,13 @@ def get_backend():
     return _need("get_backend").name
 
 
+def get_device():
+    """Where this rank's tensors belong: ``"cuda:N"`` with the NCCL backend (GPU local rank % GPUs per node,
+    chosen at ``init_process_group``), else ``"cpu"``."""
+    g = _need("get_device")
+    return f"cuda:{g.device}" if g.name == "nccl" else "cpu"
+
+
 def _check_tensor(fn, tensor):
     if not isinstance(tensor, Tensor):
         raise TypeError(f"minigrad.distributed.{fn}: expected a Tensor, got {type(tensor).__name__}")
@@ -153,8 +160,6 @@ def all_reduce(tensor, op="sum"):
         raise ValueError(f"minigrad.distributed.all_reduce: op must be 'sum', 'mean', 'max' or 'min', got {op!r}")
     if op == "mean" and tensor.dtype.kind != "f":
         raise TypeError(f"minigrad.distributed.all_reduce: op='mean' needs a floating tensor, got {tensor.dtype}")
-    if g.size == 1:
-        return None
     _check_same("all_reduce", g, tensor)
     buf = _contiguous(tensor)
     g.allreduce(buf, op)
@@ -170,8 +175,6 @@ def broadcast(tensor, src=0):
     _check_tensor("broadcast", tensor)
     if not 0 <= src < g.size:
         raise ValueError(f"minigrad.distributed.broadcast: src={src} is not a rank of this group of {g.size}")
-    if g.size == 1:
-        return None
     _check_same("broadcast", g, tensor)
     buf = _contiguous(tensor)
     g.broadcast(buf, src)

@@ -142,7 +142,7 @@ def extras(a):
 def collectives(a):
     dist.init_process_group(a.backend)
     rank, world = dist.get_rank(), dist.get_world_size()
-    device = "cuda" if a.backend == "nccl" else "cpu"
+    device = dist.get_device()
     t = mg.tensor(np.arange(6, dtype=np.float32).reshape(2, 3) + rank, device=device)
     dist.all_reduce(t)
     want = sum(np.arange(6, dtype=np.float32).reshape(2, 3) + r for r in range(world))
