@@ -43,7 +43,7 @@ class DistributedDataParallel(Module):
     walks the output's graph after each forward to mark such parameters ready at once (as in PyTorch).
     ``no_sync()`` skips the averaging (gradient accumulation); the next synchronised backward averages the sum.
     ``comm_seconds`` adds up the time backward spent waiting for communication at its end;
-    ``early_buckets`` counts the buckets whose all-reduce started while backward was still running.
+    ``early_buckets`` counts the buckets whose all-reduce the gradient hooks started, before that wait.
     """
 
     def __init__(self, module, bucket_cap_mb=25, broadcast_buffers=True, find_unused_parameters=False):
