@@ -159,7 +159,11 @@ def main(argv=None):
         f"{weak[0]['params'] * 4 / 2**20:.2f} MB of gradients form one bucket, started by the last hook: no "
         "overlap; 0.1 MB buckets start while backward still runs. MPICH advances a non-blocking all-reduce only "
         "inside MPI calls, which the gradient hooks "
-        "make (`MPI_Test`) as later buckets fill; `MPIR_CVAR_ASYNC_PROGRESS=1` adds a progress thread.",
+        "make (`MPI_Test`) as later buckets fill; `MPIR_CVAR_ASYNC_PROGRESS=1` adds a progress thread."
+        + (f" The load average ({load_before[0]:.0f}) exceeded the {os.cpu_count()} cores during this run: each "
+           "process got a share of a core, and more processes also took a larger share of the machine from the "
+           "other work, so these speed-ups overstate what an idle machine gives (there, 2 processes on 2 cores "
+           "can at best double the throughput, and 4 cannot beat 2)." if load_before[0] > os.cpu_count() else ""),
         "",
         "On GPUs with `init_process_group(backend=\"nccl\")` the gradients stay on the device and NCCL "
         "reduces them over NVLink/PCIe (tens to hundreds of GB/s) on a side stream, while backward's kernels "
