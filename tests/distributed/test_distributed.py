@@ -1,4 +1,5 @@
 """minigrad.distributed end to end: real MPI jobs (``mpiexec -n 2`` and ``-n 4``) against one process."""
+import json
 import os
 import shutil
 import subprocess
@@ -278,3 +279,12 @@ def test_cnn_example_trains_data_parallel_under_mpiexec(tmp_path):
     assert r.stdout.count("digits: test accuracy") == 1  # rank 1 stays quiet
     assert '"processes": 2' in r.stdout
     assert (tmp_path / "cnn.ckpt").exists()
+
+
+def test_benchmark_worker_runs_in_a_group_of_one(capsys):
+    from benchmarks import bench_distributed
+    bench_distributed.worker(batch=4, steps=2, warmup=1, bucket_mb=25.0)
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("RESULT "))
+    result = json.loads(line[len("RESULT "):])
+    assert result["world"] == 1 and result["params"] == 115114 and result["step_s"] > 0
+    assert not dist.is_initialized()
