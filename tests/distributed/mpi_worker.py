@@ -183,11 +183,19 @@ def mismatch(a):
 def crash(a):
     dist.init_process_group()
     rank = dist.get_rank()
-    if rank == 1:
-        time.sleep(0.2)
-        raise ZeroDivisionError("boom on purpose on rank 1")
-    dist.barrier()  # the others wait here for a rank that is gone: the abort must end them
-    print("unreachable: the barrier returned", flush=True)
+    if a.where == "barrier":
+        if rank == 1:
+            time.sleep(0.2)
+            raise ZeroDivisionError("boom on purpose on rank 1")
+        dist.barrier()  # the others wait here for a rank that is gone: the abort must end them
+    else:
+        X, y = dataset()
+        model = nn.parallel.DistributedDataParallel(make_model(0), bucket_cap_mb=0.001)
+        for i in range(4):
+            if rank == 1 and i == 2:
+                raise ZeroDivisionError("boom on purpose on rank 1")
+            mg.cross_entropy(model(mg.tensor(X[:6])), mg.tensor(y[:6])).backward()  # rank 0 waits in here
+    print("unreachable: the collective returned", flush=True)
 
 
 if __name__ == "__main__":
@@ -198,6 +206,7 @@ if __name__ == "__main__":
     p.add_argument("--bucket-mb", type=float, default=0.001)
     p.add_argument("--min-buckets", type=int, default=2)
     p.add_argument("--backend", default="mpi")
+    p.add_argument("--where", default="barrier", choices=["barrier", "backward"])
     p.add_argument("--bn", default="none", choices=["none", "sync", "local"],
                    help="BatchNorm layers: SyncBatchNorm, or each rank's own statistics")
     p.add_argument("--out", default="params.npz")

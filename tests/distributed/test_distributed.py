@@ -2,6 +2,7 @@
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import sysconfig
@@ -42,11 +43,21 @@ needs_mpi = pytest.mark.skipif(not (_has_mpi4py() and _mpiexec()),
                                reason="mpi4py and mpiexec are not installed (pip install -e '.[distributed]')")
 
 
-def run_job(n, *args, timeout=120):
-    """``mpiexec -n n python mpi_worker.py args`` with one BLAS thread per rank; never waits past ``timeout``."""
+def run_job(n, *args, timeout=120, module=None):
+    """``mpiexec -n n python mpi_worker.py args`` (or ``python -m module args``) with one BLAS thread per rank.
+    Never waits past ``timeout``: the job runs in its own session, and the whole session is killed then."""
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    cmd = [_mpiexec(), "-n", str(n), sys.executable, str(WORKER), *map(str, args)]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    target = ["-m", module] if module else [str(WORKER)]
+    cmd = [_mpiexec(), "-n", str(n), sys.executable, *target, *map(str, args)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            cwd=Path(__file__).resolve().parents[2], start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"{' '.join(cmd)} still ran after {timeout}s (killed)\n{out}\n{err}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 @pytest.fixture(autouse=True)
@@ -116,9 +127,10 @@ def test_parameters_that_differ_across_ranks_are_named_with_the_ranks():
 
 
 @needs_mpi
-def test_an_exception_on_one_rank_ends_every_rank_with_its_traceback():
+@pytest.mark.parametrize("where", ["barrier", "backward"])
+def test_an_exception_on_one_rank_ends_every_rank_with_its_traceback(where):
     start = time.perf_counter()
-    r = run_job(2, "crash", timeout=60)  # rank 0 waits in a barrier for rank 1, which raised
+    r = run_job(2, "crash", "--where", where, timeout=60)  # rank 0 waits in a collective for rank 1, which raised
     seconds = time.perf_counter() - start
     assert r.returncode != 0
     assert seconds < 20, f"the job took {seconds:.1f}s to end"
@@ -270,11 +282,8 @@ def test_dataloader_takes_a_sampler():
 # ---- the examples' --distributed ------------------------------------------------------------------------------------
 @needs_mpi
 def test_cnn_example_trains_data_parallel_under_mpiexec(tmp_path):
-    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    root = Path(__file__).resolve().parents[2]
-    cmd = [_mpiexec(), "-n", "2", sys.executable, "-m", "examples.cnn_digits", "--distributed",
-           "--dataset", "digits", "--epochs", "1", "--out", str(tmp_path)]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env, cwd=root)
+    r = run_job(2, "--distributed", "--dataset", "digits", "--epochs", 1, "--out", tmp_path, timeout=180,
+                module="examples.cnn_digits")
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.count("digits: test accuracy") == 1  # rank 1 stays quiet
     assert '"processes": 2' in r.stdout
