@@ -82,3 +82,63 @@ def test_the_hook_entry_dies_with_its_tensor():
     key = id(w)
     del w
     assert key not in core._grad_hooks
+
+
+class FakePair:
+    """A stand-in process group of two ranks whose other rank sends the same gradients (so the average is the
+    local gradient); it records when each bucket's reduction starts."""
+
+    name, rank, size = "fake", 0, 2
+
+    def __init__(self, log):
+        self.log = log
+
+    def allgather_object(self, obj):
+        return [obj, obj]
+
+    def broadcast(self, array, src):
+        return None
+
+    def iallreduce(self, array):
+        self.log.append(f"bucket of {array.size}")
+        array *= 2
+        return Done()
+
+
+class Done:
+    def wait(self):
+        return None
+
+    def test(self):
+        return True
+
+
+class Noted(mg.nn.Module):
+    def __init__(self, log):
+        super().__init__()
+        self.log = log
+
+    def forward(self, x):
+        return Record(self.log, "first layer")(x)
+
+
+def test_ddp_starts_buckets_during_backward_in_order_and_averages(monkeypatch):
+    from minigrad import distributed as dist
+    log = []
+    monkeypatch.setattr(dist, "_group", FakePair(log))
+    mg.manual_seed(0)
+    net = mg.nn.Sequential(mg.nn.Linear(3, 4), Noted(log), mg.nn.Tanh(), mg.nn.Linear(4, 5), mg.nn.Tanh(),
+                           mg.nn.Linear(5, 2))
+    ddp = mg.nn.parallel.DistributedDataParallel(net, bucket_cap_mb=60 / 2**20)  # 60 bytes: 15 floats a bucket
+    assert [[p.shape for p in b.params] for b in ddp._buckets] == [[(2,), (2, 5)], [(5,)], [(5, 4)], [(4,)],
+                                                                   [(4, 3)]]
+    x = mg.randn(6, 3)
+    want = mg.grad((net(x) ** 2).sum(), list(net.parameters()))  # the reference gradients: no hook fires
+    assert log == ["backward first layer"]
+    log.clear()
+    (ddp(x) ** 2).sum().backward()
+    assert log.index("backward first layer") == 3  # buckets of the last two layers went out before it ran
+    assert log[:3] == ["bucket of 12", "bucket of 5", "bucket of 20"] and log[4:] == ["bucket of 4", "bucket of 12"]
+    assert ddp.early_buckets == 5
+    for p, g in zip(net.parameters(), want):
+        np.testing.assert_allclose(p.grad.numpy(), g.numpy(), rtol=1e-6)
