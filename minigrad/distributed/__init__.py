@@ -15,9 +15,9 @@ from minigrad import backend
 from minigrad.core import Function, Tensor
 from minigrad.distributed._backends import MPIGroup, NCCLGroup, SingleGroup
 
-__all__ = ["AllReduceSum", "ReduceOp", "all_gather", "all_reduce", "all_reduce_sum", "barrier", "broadcast",
-           "destroy_process_group", "get_backend", "get_device", "get_rank", "get_world_size", "init_process_group",
-           "is_available", "is_initialized"]
+__all__ = ["AllReduceSum", "NotInitializedError", "ReduceOp", "all_gather", "all_reduce", "all_reduce_sum",
+           "barrier", "broadcast", "destroy_process_group", "get_backend", "get_device", "get_rank", "get_world_size",
+           "init_process_group", "is_available", "is_initialized"]
 
 
 class ReduceOp:
@@ -43,10 +43,26 @@ def _mpi_installed():
     return True
 
 
-def init_process_group(backend="mpi"):
-    """Join the job started by ``mpiexec`` (``backend="mpi"`` or ``"nccl"``); outside ``mpiexec`` this process
-    is a group of size 1. Installs the abort-on-uncaught-exception hook when there are several ranks."""
+class NotInitializedError(ValueError, RuntimeError):
+    """A collective before ``init_process_group`` (a ValueError, as PyTorch raises, and a RuntimeError)."""
+
+
+class _Work:
+    """What ``async_op=True`` returns: the collective has already run, ``wait()`` returns at once."""
+
+    def wait(self, timeout=None):
+        return True
+
+    def is_completed(self):
+        return True
+
+
+def init_process_group(backend="mpi", init_method=None, timeout=None, world_size=-1, rank=-1, **kwargs):
+    """Join the job started by ``mpiexec`` (``backend="mpi"`` or ``"nccl"``; None means ``"mpi"``); outside
+    ``mpiexec`` this process is a group of size 1. ``world_size``/``rank``, if given, must agree with MPI's
+    (MPI assigns them). Installs the abort-on-uncaught-exception hook when there are several ranks."""
     global _group
+    backend = "mpi" if backend is None else str(backend).lower()
     if backend not in ("mpi", "nccl"):
         raise ValueError(f"init_process_group: backend must be 'mpi' or 'nccl', got {backend!r}")
     if _group is not None:
@@ -59,6 +75,12 @@ def init_process_group(backend="mpi"):
         _group = MPIGroup()
     else:
         _group = SingleGroup()
+    for name, given, actual in (("world_size", world_size, _group.size), ("rank", rank, _group.rank)):
+        if given is not None and given != -1 and given != actual:
+            group, _group = _group, None
+            group.close()
+            raise ValueError(f"init_process_group: {name}={given} was asked for, but mpiexec started this process as "
+                             f"rank {group.rank} of {group.size}; start it with mpiexec -n N instead")
     if _group.size > 1:
         _install_abort_hook()
 
@@ -99,7 +121,7 @@ def is_initialized():
 
 def _need(fn):
     if _group is None:
-        raise RuntimeError(f"minigrad.distributed.{fn}: the process group is not initialised; call "
+        raise NotInitializedError(f"minigrad.distributed.{fn}: the process group is not initialised; call "
                            "minigrad.distributed.init_process_group() first")
     return _group
 
@@ -152,9 +174,16 @@ def _write_back(tensor, buf):
         tensor.data[...] = buf
 
 
-def all_reduce(tensor, op="sum"):
+def _default_group(fn, group):
+    g = _need(fn)
+    if group is not None and group is not g:
+        raise ValueError(f"minigrad.distributed.{fn}: only the default group (group=None) exists here")
+    return g
+
+
+def all_reduce(tensor, op="sum", group=None, async_op=False):
     """Replace ``tensor``'s values, on every rank, by their sum / mean / max / min over the ranks."""
-    g = _need("all_reduce")
+    g = _default_group("all_reduce", group)
     _check_tensor("all_reduce", tensor)
     if op not in ("sum", "mean", "max", "min"):
         raise ValueError(f"minigrad.distributed.all_reduce: op must be 'sum', 'mean', 'max' or 'min', got {op!r}")
@@ -166,12 +195,12 @@ def all_reduce(tensor, op="sum"):
     if op == "mean":
         buf /= g.size
     _write_back(tensor, buf)
-    return None
+    return _Work() if async_op else None
 
 
-def broadcast(tensor, src=0):
+def broadcast(tensor, src=0, group=None, async_op=False):
     """Copy rank ``src``'s values of ``tensor`` into ``tensor`` on every rank."""
-    g = _need("broadcast")
+    g = _default_group("broadcast", group)
     _check_tensor("broadcast", tensor)
     if not 0 <= src < g.size:
         raise ValueError(f"minigrad.distributed.broadcast: src={src} is not a rank of this group of {g.size}")
@@ -179,13 +208,13 @@ def broadcast(tensor, src=0):
     buf = _contiguous(tensor)
     g.broadcast(buf, src)
     _write_back(tensor, buf)
-    return None
+    return _Work() if async_op else None
 
 
-def all_gather(tensor_list, tensor=None):
+def all_gather(tensor_list, tensor=None, group=None, async_op=False):
     """PyTorch's form ``all_gather(tensor_list, tensor)`` fills ``tensor_list[r]`` with rank r's ``tensor``;
     ``all_gather(tensor)`` returns that list instead."""
-    g = _need("all_gather")
+    g = _default_group("all_gather", group)
     if tensor is None:
         tensor, tensor_list = tensor_list, None
     _check_tensor("all_gather", tensor)
@@ -202,7 +231,7 @@ def all_gather(tensor_list, tensor=None):
             raise ValueError(f"minigrad.distributed.all_gather: tensor_list[{i}] has shape {tuple(t.shape)}, "
                              f"the gathered tensors {tuple(p.shape)}")
         t.data[...] = p
-    return None
+    return _Work() if async_op else None
 
 
 class AllReduceSum(Function):
@@ -229,6 +258,7 @@ def all_reduce_sum(tensor):
     return AllReduceSum(_need("all_reduce_sum"))(tensor)
 
 
-def barrier():
+def barrier(group=None, async_op=False):
     """Wait until every rank has reached this call."""
-    _need("barrier").barrier()
+    _default_group("barrier", group).barrier()
+    return _Work() if async_op else None

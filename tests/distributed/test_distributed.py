@@ -153,9 +153,14 @@ def test_nccl_collectives_on_the_gpu():
 
 # ---- one process, no mpiexec ---------------------------------------------------------------------------------------
 def test_outside_mpiexec_the_group_is_this_one_process():
-    with pytest.raises(RuntimeError, match="init_process_group"):
-        dist.get_rank()
-    dist.init_process_group()
+    for fn in (dist.get_rank, dist.get_world_size, dist.barrier):
+        with pytest.raises(ValueError, match="init_process_group"):  # PyTorch raises ValueError here
+            fn()
+    with pytest.raises(ValueError, match="world_size=2 was asked for, but mpiexec started this process as rank 0 "
+                                         "of 1"):
+        dist.init_process_group(world_size=2)
+    assert not dist.is_initialized()
+    dist.init_process_group(backend=None, world_size=1, rank=0)
     assert (dist.get_rank(), dist.get_world_size()) == (0, 1)
     t = mg.tensor([1.0, 2.0])
     dist.all_reduce(t, op="mean")
@@ -163,6 +168,7 @@ def test_outside_mpiexec_the_group_is_this_one_process():
     dist.barrier()
     assert t.tolist() == [1.0, 2.0]
     assert [g.tolist() for g in dist.all_gather(t)] == [[1.0, 2.0]]
+    assert dist.all_reduce(t, op=dist.ReduceOp.SUM, async_op=True).wait()
     with pytest.raises(ValueError, match="op must be"):
         dist.all_reduce(t, op="prod")
     with pytest.raises(ValueError, match="src=1 is not a rank"):
