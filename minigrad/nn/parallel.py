@@ -33,8 +33,10 @@ class DistributedDataParallel(Module):
     """Wrap ``module`` for data-parallel training over the initialised process group (PyTorch's
     ``torch.nn.parallel.DistributedDataParallel``).
 
-    At construction every rank checks that the parameters agree in name, shape and dtype (an error names the
-    parameter and the ranks), then takes rank 0's parameters and buffers. ``bucket_cap_mb`` caps a bucket;
+    PyTorch's signature; the module must already be on its device (``device_ids``/``output_device`` are only
+    checked: every rank runs its one module on its own inputs). At construction every rank checks that the
+    parameters agree in name, shape and dtype (an error names the parameter and the ranks), then takes rank 0's
+    parameters and buffers. ``bucket_cap_mb`` caps a bucket;
     ``broadcast_buffers`` re-sends rank 0's buffers (BatchNorm's running statistics) before every forward.
     BatchNorm normalises each rank's shard with that shard's own statistics (as PyTorch's BatchNorm does under
     DDP), so N ranks are then not one process on the full batch; ``nn.SyncBatchNorm`` restores that.
@@ -46,12 +48,22 @@ class DistributedDataParallel(Module):
     ``early_buckets`` counts the buckets whose all-reduce the gradient hooks started, before that wait.
     """
 
-    def __init__(self, module, bucket_cap_mb=25, broadcast_buffers=True, find_unused_parameters=False):
+    def __init__(self, module, device_ids=None, output_device=None, dim=0, broadcast_buffers=True,
+                 process_group=None, bucket_cap_mb=25, find_unused_parameters=False):
         super().__init__()
         if not isinstance(module, Module):
             raise TypeError(f"DistributedDataParallel: module must be an nn.Module, got {type(module).__name__}")
         if not distributed.is_initialized():
             raise RuntimeError("DistributedDataParallel: call minigrad.distributed.init_process_group() first")
+        if process_group is not None and process_group is not distributed.group():
+            raise ValueError("DistributedDataParallel: only the default process group (process_group=None) exists")
+        devices = {p.device for p in module.parameters()}
+        if device_ids is not None and devices - {f"cuda:{int(str(d).split(':')[-1])}" for d in device_ids}:
+            raise ValueError(f"DistributedDataParallel: device_ids={device_ids} but the module's parameters are on "
+                             f"{sorted(devices)}; move the module there first (device_ids only checks)")
+        if dim != 0:
+            raise ValueError(f"DistributedDataParallel: dim={dim}; each rank's batch is its own, only dim=0 is "
+                             "meaningful")
         self.module = module
         object.__setattr__(self, "_group", distributed.group())
         object.__setattr__(self, "broadcast_buffers", broadcast_buffers)

@@ -13,6 +13,12 @@ class SyncBatchNorm(_BatchNorm):
 
     ndims = (2, 3, 4, 5)
 
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True,
+                 process_group=None, device=None, dtype=None):
+        if process_group is not None and process_group is not distributed.group():
+            raise ValueError("SyncBatchNorm: only the default process group (process_group=None) exists")
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
+
     def forward(self, input):
         x = as_tensor(input)
         if x.ndim not in self.ndims or x.shape[1] != self.num_features:
@@ -50,11 +56,12 @@ class SyncBatchNorm(_BatchNorm):
             rv += (m * n / (n - 1)) * var.data.reshape(c).astype(rv.dtype, copy=False)
 
     @classmethod
-    def convert_sync_batchnorm(cls, module):
+    def convert_sync_batchnorm(cls, module, process_group=None):
         """``module`` with every BatchNorm1d/2d replaced by a SyncBatchNorm holding the same parameters and
         running statistics (returns the new module when ``module`` itself is one)."""
         if isinstance(module, _BatchNorm) and not isinstance(module, SyncBatchNorm):
-            new = cls(module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats)
+            new = cls(module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats,
+                      process_group)
             for name in ("weight", "bias"):
                 if getattr(module, name) is not None:
                     setattr(new, name, getattr(module, name))
@@ -64,6 +71,6 @@ class SyncBatchNorm(_BatchNorm):
             return new
         for name, child in list(module.named_children()):
             if child is not None:
-                setattr(module, name, cls.convert_sync_batchnorm(child))
+                setattr(module, name, cls.convert_sync_batchnorm(child, process_group))
         return module
 
