@@ -155,13 +155,14 @@ def _check_tensor(fn, tensor):
         raise TypeError(f"minigrad.distributed.{fn}: expected a Tensor, got {type(tensor).__name__}")
 
 
-def _check_same(fn, g, tensor, what="shape and dtype"):
+def _check_same(fn, g, tensor):
     """Collectives on mismatched arrays would be garbage or a hang in MPI: compare first, name the ranks."""
     mine = (tuple(tensor.shape), str(tensor.dtype))
     everyone = g.allgather_object(mine)
     if any(e != everyone[0] for e in everyone):
         detail = ", ".join(f"rank {r}: shape {s} {d}" for r, (s, d) in enumerate(everyone))
-        raise ValueError(f"minigrad.distributed.{fn}: the tensors differ in {what} across ranks ({detail})")
+        raise ValueError(f"minigrad.distributed.{fn}: the tensor must have the same shape and dtype on every rank "
+                         f"({detail})")
 
 
 def _contiguous(tensor):

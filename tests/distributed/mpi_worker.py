@@ -177,6 +177,10 @@ def mismatch(a):
         nn.parallel.DistributedDataParallel(model)
     except ValueError as e:
         print(f"rank {rank}: {e}", flush=True)
+    try:
+        dist.all_reduce(mg.zeros(3 + rank))
+    except ValueError as e:
+        print(f"rank {rank}: {e}", flush=True)
     dist.destroy_process_group()
 
 

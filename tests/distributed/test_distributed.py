@@ -124,6 +124,8 @@ def test_parameters_that_differ_across_ranks_are_named_with_the_ranks():
     for rank in (0, 1):
         assert (f"rank {rank}: DistributedDataParallel: parameter '0.weight' differs across ranks "
                 "(rank 0: shape (8, 4) float32; rank 1: shape (9, 4) float32)") in r.stdout, r.stdout
+        assert (f"rank {rank}: minigrad.distributed.all_reduce: the tensor must have the same shape and dtype on "
+                "every rank (rank 0: shape (3,) float32, rank 1: shape (4,) float32)") in r.stdout, r.stdout
 
 
 @needs_mpi
