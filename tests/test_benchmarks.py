@@ -26,8 +26,9 @@ def test_numpy_floor_mlp_matches_minigrad():
         np.testing.assert_allclose(t.grad.numpy(), g, rtol=1e-4, atol=1e-7)
     mg.optim.Adam(mine, lr=1e-3).step()
     core.NumpyAdam(params, lr=1e-3).step(grads)
-    for t, p in zip(mine, params):  # Adam's first step is ±lr where |g| ≫ eps: compare at 1 % of lr
-        np.testing.assert_allclose(t.numpy(), p, atol=1e-5)
+    for t, p, g in zip(mine, params, grads):  # Adam's first step is ±lr where |g| ≫ eps: compare at 1 % of lr
+        big = np.abs(g) > 1e-6  # where |g| ~ eps the step hangs on float32 rounding of g (seen: 1 in 2·10⁵)
+        np.testing.assert_allclose(t.numpy()[big], p[big], atol=1e-5)
 
 
 def test_step_workloads_run():
