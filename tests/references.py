@@ -84,7 +84,8 @@ def _pair(v):
 
 
 def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
-    """Cross-correlation: y[n, o, i, j] = b[o] + Σ_{c∈group(o), u, v} x_pad[n, c, i·s + u·d, j·s + v·d]·w[o, c, u, v]."""
+    """Cross-correlation: y[n, o, i, j] = b[o] + Σ_{c∈group(o), u, v} x_pad[n, c, i·s + u·d, j·s + v·d]
+    · w[o, c, u, v]."""
     (sh, sw), (ph, pw), (dh, dw) = _pair(stride), _pair(padding), _pair(dilation)
     N, C, H, W = x.shape
     O, Cg, KH, KW = w.shape

@@ -94,7 +94,8 @@ def test_multi_head_attention_equals_its_definition(fused, masks):
 
 
 # ---- convolution and pooling ----------------------------------------------------------------------------------
-CONV = [dict(), dict(stride=2, padding=1), dict(dilation=2, padding=2), dict(groups=2), dict(stride=(1, 2), padding=(0, 1))]
+CONV = [dict(), dict(stride=2, padding=1), dict(dilation=2, padding=2), dict(groups=2),
+        dict(stride=(1, 2), padding=(0, 1))]
 
 
 @pytest.mark.parametrize("kw", CONV, ids=[str(k) for k in CONV])
@@ -345,3 +346,58 @@ def test_cascading_rejection_equals_its_definition():
     for fn in (G.cascading_rejection, G.cascading_rejection_composed):
         close(fn(T(v), T(W)), R.cascading_rejection(v, W))
     grad_ok(G.cascading_rejection, v, W)
+
+
+# ---- a 1e-5 error in any fused backward fails its check -------------------------------------------------------
+def _fused_cases():
+    from minigrad.ops import conv as conv_ops, pooling
+    x4, w4, b4 = rand(1, 2, 4, 4), rand(3, 2, 3, 3, seed=1), rand(3, seed=2)
+    q, k, v = rand(2, 3, 4), rand(2, 5, 4, seed=1), rand(2, 5, 3, seed=2)
+    h, g, s, e, mask, _, tags = _crf_problem()
+    xg, hg, wg = rand(3, 4), rand(3, 5, seed=1), rand(5, 15, seed=3)
+    yl = np.array([0, 3, 5, 3, 1])
+    return {
+        "Conv2d": (conv_ops.Conv2d, lambda: grad_ok(lambda a, b: F.conv2d(a, b), x4, w4)),
+        "ConvTranspose2d": (conv_ops.ConvTranspose2d, lambda: grad_ok(
+            lambda a, b: F.conv_transpose2d(a, b), x4[:, :2, :3, :3], rand(2, 3, 2, 2, seed=4))),
+        "Conv2dGradW": (conv_ops.Conv2dGradW, lambda: mg.gradgradcheck(
+            lambda a, b: F.conv2d(a, b, b4), [T(x4), T(w4)], **STRICT)),
+        "MaxPool2d": (pooling.MaxPool2d, lambda: grad_ok(
+            lambda a: F.max_pool2d(a, 2), np.random.default_rng(0).permutation(32).reshape(1, 2, 4, 4) / 10)),
+        "AvgPool2d": (pooling.AvgPool2d, lambda: grad_ok(lambda a: F.avg_pool2d(a, 2), x4)),
+        "ScaledDotProductAttention": (A.ScaledDotProductAttention, lambda: grad_ok(
+            A.scaled_dot_product_attention, q, k, v)),
+        "LogPartition": (C.LogPartition, lambda: grad_ok(lambda a, b: C.crf_log_partition(a, b, mask), h, g)),
+        "Squash": (Cap.Squash, lambda: grad_ok(Cap.squash, rand(4, 5))),
+        "DynamicRouting": (Cap.DynamicRouting, lambda: grad_ok(Cap.dynamic_routing, rand(1, 4, 3, 5) * 0.7)),
+        "CosineMarginSoftmax": (M.CosineMarginSoftmax, lambda: grad_ok(
+            lambda a, b: M.am_softmax_loss(a, b, mg.tensor(yl), s=4.0), rand(5, 4), rand(6, 4, seed=1))),
+        "TripletLoss": (M.TripletLoss, lambda: grad_ok(M.triplet_loss, q[0], k[0, :3], k[1, 2:])),
+        "ContrastiveLoss": (M.ContrastiveLoss, lambda: grad_ok(
+            lambda a, b: M.contrastive_loss(a, b, mg.tensor([1, 0, 1]), margin=3.0), q[0], k[0, :3])),
+        "Reparameterize": (V.Reparameterize, lambda: grad_ok(
+            lambda a, b: V.reparameterize(a, b, T(rand(4, 3, seed=2), grad=False)), rand(4, 3), rand(4, 3, seed=1))),
+        "GaussianKL": (V.GaussianKL, lambda: grad_ok(V.gaussian_kl, rand(4, 3), rand(4, 3, seed=1))),
+        "ClusterKL": (V.ClusterKL, lambda: grad_ok(V.cluster_kl_terms, rand(4, 3), rand(4, 3, seed=1),
+                                                  rand(5, 3, seed=2), rand(4, 5, seed=3))),
+        "AdversarialLoss": (G.AdversarialLoss, lambda: grad_ok(G.discriminator_loss, rand(6), rand(5, seed=1))),
+        "CascadingRejection": (G.CascadingRejection, lambda: grad_ok(G.cascading_rejection, rand(3, 5),
+                                                                    rand(4, 5, seed=1))),
+        "GRUStep": (rnn_ops.GRUStep, lambda: grad_ok(rnn_ops.gru_step, rand(3, 15, seed=2), hg, wg)),
+        "LSTMStep": (rnn_ops.LSTMStep, lambda: grad_ok(lambda a, b, c, d: rnn_ops.lstm_step(a, b, c, d)[0],
+                                                      rand(3, 20, seed=2), hg, xg @ np.ones((4, 5)), rand(5, 20))),
+    }
+
+
+FUSED = _fused_cases()
+
+
+@pytest.mark.parametrize("name", list(FUSED))
+def test_a_1e5_relative_error_in_a_fused_backward_fails_its_check(name, monkeypatch):
+    from minigrad.gradcheck import GradcheckError
+    from minigrad.testing.mutation import scale_backward
+    cls, check = FUSED[name]
+    check()  # passes as written
+    monkeypatch.setattr(cls, "backward", scale_backward(1 + 1e-5)(cls.backward))
+    with pytest.raises(GradcheckError):
+        check()

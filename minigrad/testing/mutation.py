@@ -88,15 +88,16 @@ def with_kwargs(**changes):
 class Mutant:
     name: str
     description: str
-    apply: object  # () -> None, applies the bug
-    tests: list = field(default_factory=list)  # the test files run first
+    patches: list  # [(path, make)]: the attribute at path becomes make(original)
+    tests: list = field(default_factory=list)  # the tests run first (files or node ids)
+
+    def apply(self):
+        for path, make in self.patches:
+            patch(path, make)
 
 
 def _m(name, description, tests, *patches):
-    def apply():
-        for path, make in patches:
-            patch(path, make)
-    return Mutant(name, description, apply, tests)
+    return Mutant(name, description, list(patches), tests)
 
 
 # ---- the bugs -------------------------------------------------------------------------------------------------
@@ -552,11 +553,12 @@ def main(argv=None):
     unknown = [n for n in names if n not in MUTANTS]
     if unknown:
         ap.error(f"unknown mutants {unknown}; --list shows them")
-    t_start = time.perf_counter()
+    t_start, baseline = time.perf_counter(), None
     if not args.no_baseline:
         code, out, dt = _pytest(None, [args.suite], args.timeout, args.workers)
         print(f"baseline  {dt:6.1f} s  the suite without a mutant (PyTorch blocked): "
               f"{'passed' if code == 0 else f'FAILED (pytest exit {code})'}", flush=True)
+        baseline = round(dt, 1)
         if code != 0:
             print(out[-5000:])
             print("mutation gate: the suite must pass without a mutant before mutants can be judged")
@@ -579,7 +581,8 @@ def main(argv=None):
     print(f"mutation gate: {score}/{len(results)} mutants caught in {total:.0f} s (PyTorch blocked)")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(dict(caught=score, total=len(results), seconds=round(total, 1), results=results), f, indent=1)
+            json.dump(dict(caught=score, total=len(results), seconds=round(total, 1), baseline_seconds=baseline,
+                           workers=args.workers, results=results), f, indent=1)
     return 0 if score == len(results) else 1
 
 
