@@ -189,6 +189,14 @@ def _inverted_mask(fn):
     return wrong
 
 
+def _key_padding_mask_inverted(forward):
+    def wrong(self, query, key, value, key_padding_mask=None, *args, **kwargs):
+        if key_padding_mask is not None:
+            key_padding_mask = ~(key_padding_mask.data if hasattr(key_padding_mask, "data") else key_padding_mask)
+        return forward(self, query, key, value, key_padding_mask, *args, **kwargs)
+    return wrong
+
+
 def _causal_excludes_diagonal(fn):
     def wrong(q, k, v, mask=None, dropout_p=0.0, causal=False, *args, **kwargs):
         if causal:
@@ -332,29 +340,31 @@ REF, SPECS = "tests/test_references.py::test_", "tests/ops/test_specs.py::"
 
 MUTANTS = [
     # primitives
-    _m("erf_constant_1_128", "Erf.backward uses 1.128 instead of 2/√π (3.4e-4 relative)", [SPECS + "test_grad"],
+    _m("erf_constant_1_128", "Erf.backward uses 1.128 instead of 2/√π (3.4e-4 relative)",
+       [SPECS + "test_grad[gelu-cpu]"],
        ("minigrad.ops.elementwise:Erf.backward", _erf_constant)),
-    _m("sigmoid_grad_1e-4", "Sigmoid.backward scaled by (1 + 1e-4)", [SPECS + "test_grad"],
+    _m("sigmoid_grad_1e-4", "Sigmoid.backward scaled by (1 + 1e-4)", [SPECS + "test_grad[sigmoid-cpu]"],
        ("minigrad.ops.elementwise:Sigmoid.backward", scale_backward(1 + 1e-4))),
-    _m("exp_grad_1e-4", "Exp.backward scaled by (1 + 1e-4)", [SPECS + "test_grad"],
+    _m("exp_grad_1e-4", "Exp.backward scaled by (1 + 1e-4)", [SPECS + "test_grad[exp-cpu]"],
        ("minigrad.ops.elementwise:Exp.backward", scale_backward(1 + 1e-4))),
-    _m("matmul_grad_1e-4", "MatMul.backward scaled by (1 + 1e-4)", [SPECS + "test_grad"],
+    _m("matmul_grad_1e-4", "MatMul.backward scaled by (1 + 1e-4)", [SPECS + "test_grad[matmul-cpu]"],
        ("minigrad.ops.linalg:MatMul.backward", scale_backward(1 + 1e-4))),
-    _m("logsumexp_grad_1e-4", "LogSumExp.backward scaled by (1 + 1e-4)", [SPECS + "test_grad"],
+    _m("logsumexp_grad_1e-4", "LogSumExp.backward scaled by (1 + 1e-4)", [SPECS + "test_grad[logsumexp-cpu]"],
        ("minigrad.ops.reduction:LogSumExp.backward", scale_backward(1 + 1e-4))),
-    _m("tanh_grad_missing_square", "Tanh.backward uses 1 − y instead of 1 − y²", [SPECS + "test_grad"],
+    _m("tanh_grad_missing_square", "Tanh.backward uses 1 − y instead of 1 − y²", [SPECS + "test_grad[tanh-cpu]"],
        ("minigrad.ops.elementwise:Tanh.backward", _tanh_missing_square)),
     _m("softmax_grad_wrong_axis", "Softmax.backward sums over axis 0 instead of the softmax axis",
-       [SPECS + "test_grad"], ("minigrad.ops.nn:Softmax.backward", _softmax_wrong_axis)),
-    _m("mul_grad_swapped", "Mul.backward returns gy·a for a and gy·b for b", [SPECS + "test_grad"],
+       [SPECS + "test_grad[softmax-cpu]"], ("minigrad.ops.nn:Softmax.backward", _softmax_wrong_axis)),
+    _m("mul_grad_swapped", "Mul.backward returns gy·a for a and gy·b for b", [SPECS + "test_grad[mul-cpu]"],
        ("minigrad.ops.arithmetic:Mul.backward", _mul_swapped)),
     _m("maximum_ties_full_gradient", "maximum/minimum give the whole gradient to both operands at a tie",
        [SPECS + "test_maximum_minimum_split_ties_evenly", SPECS + "test_grad"],
        ("minigrad.ops.elementwise:Maximum.backward", _ties_full_gradient)),
     _m("label_smoothing_off_10pct", "cross_entropy smooths by 1.1 × label_smoothing",
-       [SPECS + "test_forward"], ("minigrad.ops.nn:cross_entropy", with_kwargs(label_smoothing=lambda s: s * 1.1))),
+       [SPECS + "test_forward[cross_entropy-cpu]"],
+       ("minigrad.ops.nn:cross_entropy", with_kwargs(label_smoothing=lambda s: s * 1.1))),
     _m("gelu_tanh_constant", "gelu(approximate='tanh') loses its 0.044715 cubic term",
-       [SPECS + "test_forward"],
+       [SPECS + "test_forward[gelu_tanh-cpu]"],
        ("minigrad.ops.elementwise:gelu", with_kwargs(approximate=lambda a: "none" if a == "tanh" else a))),
     # layers
     _m("layer_norm_sigma_plus_eps", "layer_norm computes (x − μ)/(σ + eps) instead of (x − μ)/√(σ² + eps)",
@@ -402,6 +412,9 @@ MUTANTS = [
        [REF + "attention_equals_its_definition", REF + "multi_head_attention_equals_its_definition"],
        ("models.attention:scaled_dot_product_attention", _inverted_mask),
        ("models.attention:attention_composed", _inverted_mask)),
+    _m("mha_key_padding_mask_inverted", "MultiHeadAttention inverts key_padding_mask (True = attend)",
+       [REF + "multi_head_attention_equals_its_definition"],
+       ("models.attention:MultiHeadAttention.forward", _key_padding_mask_inverted)),
     _m("attention_causal_excludes_diagonal", "causal attention hides the diagonal too (fused and composed)",
        [REF + "attention_equals_its_definition"],
        ("models.attention:scaled_dot_product_attention", _causal_excludes_diagonal),
