@@ -82,8 +82,11 @@ def gate_section(path):
         rows.append(f"| `{r['name']}` | {r['description']} | {by} | {r['seconds']:.1f} |")
     base = (f"; the suite alone (the baseline run, PyTorch blocked, {g['workers']} workers) took "
             f"{g['baseline_seconds']:.0f} s" if g.get("baseline_seconds") else "")
+    load = g.get("load_average")
+    shared = (f" The machine was shared: 1-minute load average {load[0]} at the start and {load[-1]} at the end "
+              f"on {g.get('cpus')} cores, so on a quiet machine expect it faster." if load else "")
     head = (f"Measured {machine()}: **{g['caught']} of {g['total']} mutants caught** in {g['seconds'] / 60:.1f} min "
-            f"in total{base}.")
+            f"in total{base}.{shared}")
     return head + "\n\n" + "\n".join(rows)
 
 

@@ -522,11 +522,15 @@ def _pytest(mutant, tests, timeout, workers=0):
     cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "minigrad.testing.mutation", "-p", "no:cacheprovider",
            *parallel, "--no-header", *tests]
     t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)  # its own process group: a timeout ends the xdist workers too
     try:
-        r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
-        code, out = r.returncode, r.stdout + r.stderr
+        out, _ = proc.communicate(timeout=timeout)
+        code = proc.returncode
     except subprocess.TimeoutExpired:
-        code, out = -1, "timed out"
+        os.killpg(proc.pid, 9)
+        proc.communicate()
+        code, out = -1, f"timed out after {timeout} s"
     return code, out, time.perf_counter() - t0
 
 
@@ -566,7 +570,7 @@ def main(argv=None):
     unknown = [n for n in names if n not in MUTANTS]
     if unknown:
         ap.error(f"unknown mutants {unknown}; --list shows them")
-    t_start, baseline = time.perf_counter(), None
+    t_start, baseline, load = time.perf_counter(), None, [round(os.getloadavg()[0], 1)]
     if not args.no_baseline:
         code, out, dt = _pytest(None, [args.suite], args.timeout, args.workers)
         print(f"baseline  {dt:6.1f} s  the suite without a mutant (PyTorch blocked): "
@@ -594,8 +598,9 @@ def main(argv=None):
     print(f"mutation gate: {score}/{len(results)} mutants caught in {total:.0f} s (PyTorch blocked)")
     if args.json:
         with open(args.json, "w") as f:
+            load.append(round(os.getloadavg()[0], 1))
             json.dump(dict(caught=score, total=len(results), seconds=round(total, 1), baseline_seconds=baseline,
-                           workers=args.workers, results=results), f, indent=1)
+                           workers=args.workers, cpus=os.cpu_count(), load_average=load, results=results), f, indent=1)
     return 0 if score == len(results) else 1
 
 
