@@ -88,3 +88,41 @@ def test_batch_norm_of_an_empty_batch_is_empty_and_leaves_running_stats(shape):
     np.testing.assert_array_equal(rv.numpy(), 1.0)
     with pytest.raises(ValueError, match="more than 1 value per channel"):
         F.batch_norm(_t(np.ones((1, 3))), None, None, training=True)
+
+
+def test_the_fixed_cases_agree_with_pytorch():
+    """The same cases against PyTorch itself (skipped without it): values, shapes and gradients."""
+    from conftest import torch_or_skip
+    torch = torch_or_skip()
+    rng = np.random.default_rng(3)
+
+    def both(fn_mg, fn_torch, *arrays):
+        xs = [_t(a) for a in arrays]
+        ts = [torch.tensor(a, requires_grad=True) for a in arrays]
+        y, yt = fn_mg(*xs), fn_torch(*ts)
+        assert y.shape == tuple(yt.shape)
+        np.testing.assert_allclose(y.numpy(), yt.detach().numpy(), rtol=1e-12, atol=1e-12)
+        if y.size:
+            w = rng.standard_normal(y.shape)
+            mg.sum(y * mg.tensor(w)).backward()
+            (yt * torch.tensor(w)).sum().backward()
+            for x, t in zip(xs, ts):
+                gt = np.zeros(x.shape) if t.grad is None else t.grad.numpy()
+                np.testing.assert_allclose(x.grad.numpy(), gt, rtol=1e-12, atol=1e-12)
+
+    a, b = rng.standard_normal(4), rng.standard_normal(4)
+    both(mg.matmul, torch.matmul, a, b)
+    both(mg.dot, torch.dot, a, b)
+    both(mg.matmul, torch.matmul, np.ones((5, 5, 0)), np.ones((0, 5)))
+    for shape in [(0,), (3, 0), (0, 3)]:
+        both(lambda x: mg.softmax(x, axis=-1), lambda x: torch.softmax(x, -1), np.ones(shape))
+        both(lambda x: mg.log_softmax(x, axis=-1), lambda x: torch.log_softmax(x, -1), np.ones(shape))
+    logits, q = rng.standard_normal((3, 4)), rng.dirichlet(np.ones(4), 3)
+    both(lambda x, t: F.cross_entropy(x, t, label_smoothing=0.1),
+         lambda x, t: torch.nn.functional.cross_entropy(x, t, label_smoothing=0.1), logits, q)
+    both(lambda x: mg.transpose(x, 0, -1), lambda x: torch.transpose(x, 0, -1), np.array(1.5))
+    both(lambda x: F.batch_norm(x, None, None, training=True),
+         lambda x: torch.nn.functional.batch_norm(x, None, None, training=True), np.ones((0, 3)))
+    ties_a, ties_b = np.array([1.0, 2.0, 3.0]), np.array([1.0, 0.0, 3.0])
+    both(mg.maximum, torch.maximum, ties_a, ties_b)
+    both(mg.minimum, torch.minimum, ties_a, ties_b)
