@@ -5,6 +5,7 @@ from minigrad.creation import (arange, full, manual_seed, ones, ones_like, rand,
 from minigrad.ops import *  # noqa: F401,F403  (mg.exp, mg.matmul, mg.logsumexp, ...)
 from minigrad import cuda, functional  # noqa: E402
 from minigrad.gradcheck import GradcheckError, gradcheck, gradgradcheck  # noqa: E402
+from minigrad.gradcheck import jacobians as gradcheck_jacobians  # noqa: E402
 
 float32 = "float32"
 float64 = "float64"

@@ -3,7 +3,7 @@ from minigrad.core import Tensor
 from minigrad.ops.arithmetic import add, div, mul, neg, pow, sub
 from minigrad.ops.elementwise import (abs, clamp, clip, cos, elu, erf, exp, gelu, leaky_relu, log, maximum,
                                       minimum, relu, sigmoid, sign, sin, softplus, sqrt, tanh, where)
-from minigrad.ops.linalg import einsum, matmul
+from minigrad.ops.linalg import dot, einsum, matmul
 from minigrad.ops.nn import (binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, l1_loss,
                              log_softmax, mse_loss, nll_loss, softmax)
 from minigrad.ops.reduction import argmax, argmin, logsumexp, max, mean, min, norm, std, sum, var
@@ -40,7 +40,7 @@ _methods = {
     "softmax": softmax, "log_softmax": log_softmax,
     "reshape": reshape, "view": reshape, "transpose": transpose, "permute": permute, "swapaxes": swapaxes,
     "broadcast_to": broadcast_to, "expand": broadcast_to, "squeeze": squeeze, "unsqueeze": unsqueeze,
-    "flatten": flatten, "astype": astype, "sum_to": sum_to, "matmul": matmul,
+    "flatten": flatten, "astype": astype, "sum_to": sum_to, "matmul": matmul, "dot": dot,
     "float": lambda a: astype(a, "float32"), "double": lambda a: astype(a, "float64"),
     "long": lambda a: astype(a, "int64"),
 }

@@ -20,6 +20,8 @@ class Softmax(Function):
 
     def forward(self, x):
         xp = _xp(x)
+        if x.size == 0:  # nothing to normalise (and max of an empty axis has no identity)
+            return xp.empty_like(x)
         m = x.max(axis=self.axis, keepdims=True)
         e = xp.exp(x - xp.where(xp.isfinite(m), m, 0))
         with _quiet(xp):
@@ -41,6 +43,8 @@ class LogSoftmax(Function):
 
     def forward(self, x):
         xp = _xp(x)
+        if x.size == 0:
+            return xp.empty_like(x)
         m = x.max(axis=self.axis, keepdims=True)
         m = xp.where(xp.isfinite(m), m, 0)
         with _quiet(xp):
@@ -112,6 +116,12 @@ def nll_loss(log_probs, target, reduction="mean", ignore_index=-100, label_smoot
     if weight is not None:
         w = as_tensor(weight, lp).data.astype(lp.dtype)
         q = q * w.reshape((C,) + (1,) * (lp.ndim - caxis - 1))
+    if valid is None and isinstance(target, Tensor) and target.requires_grad:
+        qt = target if not label_smoothing else target * (1 - label_smoothing) + label_smoothing / C
+        if weight is not None:  # probability targets that require grad get ∂/∂q = −log p (PyTorch does too)
+            qt = qt * Tensor(w.reshape((C,) + (1,) * (lp.ndim - caxis - 1)))
+        loss = -sum(lp * qt, axis=caxis)
+        return _reduce(loss, reduction, "cross_entropy")
     loss = -sum(lp * Tensor(q.astype(lp.dtype, copy=False)), axis=caxis)
     if reduction == "mean" and valid is not None:
         denom = valid.sum() if weight is None else (w[safe] * valid).sum()

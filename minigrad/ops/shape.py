@@ -44,9 +44,14 @@ class Transpose(Function):
         return Transpose(inverse)(gy)
 
 
-def transpose(x, axes=None):
-    """Permute the axes (NumPy's ``transpose``: all reversed when ``axes`` is None)."""
+def transpose(x, axes=None, *dims):
+    """Permute the axes (NumPy's ``transpose``: all reversed when ``axes`` is None); with two integers,
+    PyTorch's ``transpose(input, dim0, dim1)`` swaps those axes (0-d tensors accept dims 0 and -1)."""
     x = as_tensor(x)
+    if isinstance(axes, int) and len(dims) == 1 and x.ndim != 2:
+        return swapaxes(x, axes, dims[0])
+    if dims:
+        axes = (axes,) + dims
     axes = tuple(reversed(range(x.ndim))) if axes is None else tuple(a % x.ndim for a in axes)
     if sorted(axes) != list(range(x.ndim)):
         raise ValueError(f"transpose: axes {axes} are not a permutation of the {x.ndim} axes of shape {x.shape}")
@@ -58,6 +63,12 @@ def permute(x, *axes):
 
 
 def swapaxes(x, a, b):
+    n = max(x.ndim, 1)  # a 0-d tensor has the one pseudo-axis 0 (or -1), as in PyTorch
+    for d in (a, b):
+        if not -n <= d < n:
+            raise ValueError(f"swapaxes: axis {d} is out of range for a tensor of shape {x.shape}")
+    if x.ndim == 0:
+        return Transpose(())(x)
     axes = list(range(x.ndim))
     axes[a], axes[b] = axes[b], axes[a]
     return transpose(x, axes)
