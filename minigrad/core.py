@@ -7,15 +7,21 @@ functions from the output to the leaves, newest first (a heap keyed by generatio
 """
 from heapq import heappop, heappush
 import os
+import threading
 import traceback
 from weakref import ref as _weakref
 
 from minigrad import backend
 
 
-class _Config:
+class _Config(threading.local):
+    """Grad mode and anomaly mode, one copy per thread (PyTorch semantics): ``no_grad`` in one thread leaves
+    the others recording, and every new thread starts with grad enabled and anomaly detection off."""
     grad_enabled = True
     anomaly = False
+
+
+_config = _Config()
 
 
 class _GradMode:
@@ -25,11 +31,12 @@ class _GradMode:
         self.enabled = enabled
 
     def __enter__(self):
-        self.prev = _Config.grad_enabled
-        _Config.grad_enabled = self.enabled
+        if not hasattr(self, "prev"):  # set_grad_enabled switched already and remembered the mode before
+            self.prev = _config.grad_enabled
+        _config.grad_enabled = self.enabled
 
     def __exit__(self, *exc):
-        _Config.grad_enabled = self.prev
+        _config.grad_enabled = self.prev
 
     def __call__(self, func):
         def wrapper(*args, **kwargs):
@@ -50,25 +57,34 @@ def enable_grad():
 
 
 def is_grad_enabled():
-    return _Config.grad_enabled
+    return _config.grad_enabled
+
+
+def set_grad_enabled(mode):
+    """Switch graph recording on or off for this thread: as a call it takes effect at once; used in a ``with``
+    block or as a decorator it restores the previous mode on exit (``torch.set_grad_enabled``)."""
+    ctx = _GradMode(bool(mode))
+    ctx.prev = _config.grad_enabled
+    _config.grad_enabled = ctx.enabled
+    return ctx
 
 
 class detect_anomaly:
     """Inside, the first op whose forward or backward makes NaN/Inf raises, naming the op and the user line."""
 
     def __enter__(self):
-        self.prev = _Config.anomaly
-        _Config.anomaly = True
+        self.prev = _config.anomaly
+        _config.anomaly = True
 
     def __exit__(self, *exc):
-        _Config.anomaly = self.prev
+        _config.anomaly = self.prev
 
 
 class Tensor:
     """An array (NumPy or CuPy) with an optional gradient and a link to the Function that created it."""
 
     __slots__ = ("data", "grad", "_requires_grad", "creator", "generation", "index", "name", "_retains_grad",
-                 "__weakref__")
+                 "_version", "__weakref__")
     __array_priority__ = 1000  # ndarray <op> Tensor defers to Tensor's reflected operator
 
     def __init__(self, data, requires_grad=False, name=None):
@@ -76,7 +92,7 @@ class Tensor:
             data = _checked_array(data)
         self.data = data
         self.grad = self.creator = self.name = None
-        self.generation = self.index = 0
+        self.generation = self.index = self._version = 0
         self._retains_grad = self._requires_grad = False
         if requires_grad:
             self.requires_grad = True
@@ -225,8 +241,84 @@ class Tensor:
             raise TypeError("iteration over a 0-d tensor")
         return (self[i] for i in range(len(self)))
 
+    # ---- in-place ops --------------------------------------------------------------------------------------
+    # They change ``data`` where it lies and add 1 to ``_version``; ops record the versions of the tensors their
+    # backward reads, so backward can refuse stale values (as PyTorch does). They record no graph, so a tensor
+    # that requires grad can only be changed under ``no_grad()``. Writing into ``.data`` directly bypasses the
+    # counter, as in PyTorch.
+    def _inplace(self, op):
+        """The array to write, after checking that ``op`` may change this tensor in place."""
+        if self._requires_grad and _config.grad_enabled:
+            what = "a leaf tensor that requires grad" if self.creator is None else "a tensor inside a graph"
+            raise RuntimeError(f"{op}: {what} (shape {self.shape}) cannot be changed in place while grad mode is on "
+                               "(the change would not be recorded); wrap it in mg.no_grad() or use the "
+                               "out-of-place op")
+        if not getattr(self.data.flags, "writeable", True):
+            raise ValueError(f"{op}: this tensor's array (shape {self.shape}) is read-only; copy it first")
+        self._version += 1
+        return self.data
+
+    def add_(self, other, alpha=1):
+        """``self += alpha * other`` in place (broadcasting ``other``)."""
+        a = self._inplace("add_")
+        a += _raw_operand(other) * alpha if alpha != 1 else _raw_operand(other)
+        return self
+
+    def sub_(self, other, alpha=1):
+        a = self._inplace("sub_")
+        a -= _raw_operand(other) * alpha if alpha != 1 else _raw_operand(other)
+        return self
+
+    def mul_(self, other):
+        a = self._inplace("mul_")
+        a *= _raw_operand(other)
+        return self
+
+    def div_(self, other):
+        a = self._inplace("div_")
+        a /= _raw_operand(other)
+        return self
+
+    def zero_(self):
+        self._inplace("zero_")[...] = 0
+        return self
+
+    def fill_(self, value):
+        self._inplace("fill_")[...] = _raw_operand(value)
+        return self
+
+    def copy_(self, src):
+        """Overwrite the values with ``src`` (broadcast and cast to this tensor's dtype)."""
+        src = _raw_operand(src)
+        if backend.is_array(src) and backend.device_of(src) != self.device:
+            src = backend.to_device(src, self.device)
+        self._inplace("copy_")[...] = src
+        return self
+
+    def clamp_(self, min=None, max=None):
+        if min is None and max is None:
+            raise ValueError("clamp_: give min, max or both")
+        a = self._inplace("clamp_")
+        self.xp.clip(a, min, max, out=a)
+        return self
+
+    clip_ = clamp_
+
+    def __setitem__(self, key, value):
+        """``x[key] = value`` in place (NumPy indexing; Tensors in ``key`` act as index arrays)."""
+        if isinstance(key, tuple):
+            key = tuple(k.data if isinstance(k, Tensor) else k for k in key)
+        elif isinstance(key, Tensor):
+            key = key.data
+        self._inplace("__setitem__")[key] = _raw_operand(value)
+
 
 _ndarray, _np_scalar, _np_asarray = backend.np.ndarray, backend.np.generic, backend.np.asarray
+
+
+def _raw_operand(value):
+    """The array (or Python number) an in-place op combines with its tensor."""
+    return value.data if isinstance(value, Tensor) else value
 
 
 def _checked_array(data):
@@ -285,11 +377,12 @@ class Edge:
     """What the graph keeps of an input whose values backward does not read: its place in the graph
     (creator, output index), shape and dtype — not its array, which is freed as soon as the user drops it."""
 
-    __slots__ = ("creator", "index", "generation", "_requires_grad", "shape", "dtype")
+    __slots__ = ("creator", "index", "generation", "_requires_grad", "shape", "dtype", "_version")
 
     def __init__(self, t):
         self.creator, self.index, self.generation = t.creator, t.index, t.generation
         self._requires_grad, self.shape, self.dtype = t._requires_grad, t.data.shape, t.data.dtype
+        self._version = t._version
 
     @property
     def ndim(self):
@@ -314,6 +407,7 @@ class Function:
     differentiable_backward = True  # fused ops whose backward works on raw arrays set False
     needs_input_data = True  # False: backward reads only shapes; "other": input i only if another needs grad
     saves_output = False  # True when backward reads self.output(i): the output array is then kept
+    versions = ()  # versions of the inputs whose data backward reads (-1: not read), checked by backward
 
     def __call__(self, *inputs):
         for x in inputs:
@@ -327,9 +421,9 @@ class Function:
         ys = self.forward(*xs)
         single = ys.__class__ is not tuple
         outputs = [Tensor(ys)] if single else [Tensor(y) for y in ys]
-        if _Config.anomaly:
+        if _config.anomaly:
             _check_finite(self, [o.data for o in outputs], "forward")
-        if _Config.grad_enabled:
+        if _config.grad_enabled:
             gen, wanting = -1, 0
             for x in inputs:
                 if x._requires_grad:
@@ -338,9 +432,13 @@ class Function:
                         gen = x.generation
             if gen >= 0:
                 need = self.needs_input_data
-                if need is not True:  # keep an intermediate only if backward reads it (Edge otherwise)
+                if need is True:  # remember what backward will read, to detect later in-place changes
+                    self.versions = [x._version for x in inputs]
+                else:  # keep an intermediate only if backward reads it (Edge otherwise)
                     inputs = [x if x.creator is None or (need and wanting > x._requires_grad) else Edge(x)
                               for x in inputs]
+                    if need:
+                        self.versions = [x._version if wanting > x._requires_grad else -1 for x in inputs]
                 self.inputs = inputs
                 self.generation = gen
                 for i, o in enumerate(outputs):
@@ -353,7 +451,7 @@ class Function:
                     self.saved = [o.data for o in outputs]
                 if not single:
                     self.output_meta = [(o.shape, o.dtype) for o in outputs]
-                if _Config.anomaly:
+                if _config.anomaly:
                     self.trace = _user_frame()
         return outputs[0] if single else tuple(outputs)
 
@@ -417,13 +515,30 @@ def _freed(f):
                         "earlier backward; pass retain_graph=True to the first backward if you need it twice")
 
 
+def _check_versions(f):
+    """Raise when a tensor that ``f.backward`` reads was changed in place after ``f`` ran."""
+    stale = [(f"input {i}", x, v) for i, (x, v) in enumerate(zip(f.inputs, f.versions)) if v >= 0 and x._version != v]
+    if f.saves_output:
+        for i, o in enumerate(f.outputs):
+            o = o()
+            if o is not None and o._version:
+                stale.append((f"output {i}", o, 0))
+    if stale:
+        where, t, v = stale[0]
+        name = f" {t.name!r}" if isinstance(getattr(t, "name", None), str) else ""
+        raise RuntimeError(f"one of the variables needed for gradient computation has been modified by an inplace "
+                           f"operation: {where}{name} of {type(f).__name__} (shape {tuple(t.shape)}, {t.dtype}) is at "
+                           f"version {t._version}; expected version {v} instead. Compute the loss after the change "
+                           "(e.g. call backward before optimizer.step()), or change a copy")
+
+
 def _backward_unchecked(f, gys):
     """Anomaly mode judges what ``f.backward`` returns (checked below), not the ops it runs inside."""
-    _Config.anomaly = False
+    _config.anomaly = False
     try:
         return f.backward(*gys)
     finally:
-        _Config.anomaly = True
+        _config.anomaly = True
 
 
 def run_backward(roots, root_grads, retain_graph, create_graph, wanted):
@@ -466,13 +581,15 @@ def run_backward(roots, root_grads, retain_graph, create_graph, wanted):
                 gys = _output_grads(f, grads, wanted_keys, found, wanted is None)
                 if gys is None:
                     continue
-            gxs = _backward_unchecked(f, gys) if _Config.anomaly else f.backward(*gys)
+            if f.versions or f.saves_output:
+                _check_versions(f)
+            gxs = _backward_unchecked(f, gys) if _config.anomaly else f.backward(*gys)
             if gxs.__class__ is not tuple:
                 gxs = tuple(gxs) if isinstance(gxs, list) else (gxs,)
             if len(gxs) != len(f.inputs):
                 raise RuntimeError(f"{type(f).__name__}.backward returned {len(gxs)} gradients for "
                                    f"{len(f.inputs)} inputs")
-            if _Config.anomaly:
+            if _config.anomaly:
                 _check_finite(f, [None if g is None else as_tensor(g).data for g in gxs], "backward")
             for i, (x, gx) in enumerate(zip(f.inputs, gxs)):
                 if gx is None or not x._requires_grad:
@@ -492,10 +609,26 @@ def run_backward(roots, root_grads, retain_graph, create_graph, wanted):
     if wanted is not None:
         return [found[k] if k in found else (grads[k][1] if k in grads else None)
                 for k in (_key(t) for t in wanted)]
+    taken = {id(g.data) for g in root_grads}  # a seed is the caller's array: never hand it out as a .grad
     for t, g in grads.values():
         if t.creator is None and t._requires_grad:
-            t.grad = g if t.grad is None else t.grad + g
+            if t.grad is not None:
+                t.grad = t.grad + g
+                continue
+            t.grad = g = _own_grad(g, taken)
+            taken.add(id(g.data))
     return None
+
+
+def _own_grad(g, taken):
+    """``g`` as a leaf's first gradient: its own writable array (users clip gradients in place), copied only
+    when it is a seed, another leaf's gradient, a read-only broadcast or a view of another array."""
+    a = g.data
+    if id(a) in taken or a.base is not None or not getattr(a.flags, "writeable", True):
+        if g.creator is not None:  # create_graph: a differentiable copy keeps the graph
+            return _ops.mul(g, 1)
+        return Tensor(a.copy())
+    return g
 
 
 def _accumulate(grads, t, g):

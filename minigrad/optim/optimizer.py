@@ -87,6 +87,7 @@ class Optimizer:
                 g = -g
             if wd:
                 g = g + wd * x
+            p._version += 1  # the caller updates x in place: graphs that saved p must not backward through it
             yield p.xp, x, g, state
 
     # ---- saving -------------------------------------------------------------------------------------------
