@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 import minigrad as mg
-import minigrad.functional as F
 from minigrad import nn
 
 
