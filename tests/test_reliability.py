@@ -168,3 +168,57 @@ def test_leaf_grads_do_not_alias_seed_or_each_other_and_are_writable():
     x.sum().backward()  # a broadcast gradient: read-only view before
     x.grad.data *= 0.5
     np.testing.assert_allclose(x.grad.numpy(), 0.5)
+
+
+# ---- every axis argument is validated ------------------------------------------------------------------------------
+_X = mg.tensor(np.arange(12, dtype=np.float32).reshape(4, 3))
+_AXIS_CALLS = {
+    "sum": lambda a: mg.sum(_X, axis=a), "mean": lambda a: mg.mean(_X, axis=a),
+    "max": lambda a: mg.max(_X, axis=a), "min": lambda a: mg.min(_X, axis=a),
+    "var": lambda a: mg.var(_X, axis=a), "std": lambda a: mg.std(_X, axis=a),
+    "logsumexp": lambda a: mg.logsumexp(_X, axis=a), "norm": lambda a: mg.norm(_X, axis=a),
+    "argmax": lambda a: mg.argmax(_X, axis=a), "argmin": lambda a: mg.argmin(_X, axis=a),
+    "softmax": lambda a: mg.softmax(_X, axis=a), "log_softmax": lambda a: mg.log_softmax(_X, axis=a),
+    "concatenate": lambda a: mg.cat([_X, _X], axis=a), "split": lambda a: mg.split(_X, 1, axis=a),
+    "squeeze": lambda a: mg.squeeze(mg.zeros(1, 1), axis=a), "transpose": lambda a: mg.transpose(_X, (a, 0)),
+    "swapaxes": lambda a: mg.swapaxes(_X, a, 0), "flatten": lambda a: mg.flatten(_X, 0, a),
+    "nn.Softmax": lambda a: nn.Softmax(dim=a)(_X), "nn.Unflatten": lambda a: nn.Unflatten(a, (1, 3))(_X),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_AXIS_CALLS))
+@pytest.mark.parametrize("axis", [2, 3, -3, 100])
+def test_out_of_range_axis_raises_index_error(name, axis):
+    with pytest.raises(IndexError, match=rf"axis|dim") as info:
+        _AXIS_CALLS[name](axis)
+    assert str(axis) in str(info.value) and "2 dimension" in str(info.value)
+
+
+@pytest.mark.parametrize("name", sorted(_AXIS_CALLS))
+def test_negative_axes_keep_working(name):
+    _AXIS_CALLS[name](-1)
+
+
+@pytest.mark.parametrize("call", [lambda: mg.unsqueeze(_X, 3), lambda: mg.stack([_X, _X], axis=-4),
+                                  lambda: mg.sum(_X, axis=(0, 0))])
+def test_unsqueeze_stack_and_repeated_axes(call):
+    with pytest.raises((IndexError, ValueError)):
+        call()
+
+
+def test_issue_axis_reproductions():
+    x = _X
+    with pytest.raises(IndexError, match="sum: axis=2"):
+        mg.sum(x, axis=2)
+    with pytest.raises(IndexError, match="softmax: axis=3"):
+        mg.softmax(x, axis=3)
+    with pytest.raises(IndexError, match="concatenate: axis=2"):
+        mg.cat([x, x], axis=2)
+    assert mg.unsqueeze(x, -1).shape == (4, 3, 1) and mg.stack([x, x], axis=-1).shape == (4, 3, 2)
+
+
+def test_squash_axis_is_validated():
+    from models.capsule import squash, squash_composed
+    for f in (squash, squash_composed):
+        with pytest.raises(IndexError, match="squash"):
+            f(_X, axis=2)

@@ -52,12 +52,12 @@ class LogSoftmax(Function):
 
 def softmax(x, axis=-1):
     x = as_tensor(x)
-    return Softmax(_axes(axis, x.ndim))(x)
+    return Softmax(_axes(axis, x.ndim, "softmax"))(x)
 
 
 def log_softmax(x, axis=-1):
     x = as_tensor(x)
-    return LogSoftmax(_axes(axis, x.ndim))(x)
+    return LogSoftmax(_axes(axis, x.ndim, "log_softmax"))(x)
 
 
 def _reduce(loss, reduction, name):
