@@ -124,14 +124,24 @@ def asarray(data, dtype=None, device="cpu"):
     device = parse_device(device)
     if dtype is None and not is_array(data):
         probe = np.asarray(data)
+        if probe.dtype.kind not in "biufc":  # strings, objects, dates: nothing an op can compute with
+            raise TypeError(f"tensor: data must be numbers or booleans, got {probe.dtype} ({_describe(data)})")
         dtype = DEFAULT_FLOAT if probe.dtype.kind == "f" else probe.dtype
         data = probe
+    elif np.dtype(dtype if dtype is not None else data.dtype).kind not in "biufc":
+        raise TypeError(f"tensor: data must be numbers or booleans, got dtype "
+                        f"{np.dtype(dtype if dtype is not None else data.dtype)}")
     if device == "cpu":
         if cp is not None and isinstance(data, cp.ndarray):
             data = data.get()
         return np.array(data, dtype=dtype, copy=True)
     with cp.cuda.Device(int(device.split(":")[1])):
         return cp.array(data, dtype=dtype, copy=True)
+
+
+def _describe(data):
+    text = repr(data)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def to_numpy(array):

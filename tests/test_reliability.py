@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import minigrad as mg
+import minigrad.functional as F
 from minigrad import nn
 
 
@@ -189,7 +190,7 @@ _AXIS_CALLS = {
 @pytest.mark.parametrize("name", sorted(_AXIS_CALLS))
 @pytest.mark.parametrize("axis", [2, 3, -3, 100])
 def test_out_of_range_axis_raises_index_error(name, axis):
-    with pytest.raises(IndexError, match=rf"axis|dim") as info:
+    with pytest.raises(IndexError, match=r"axis|dim") as info:
         _AXIS_CALLS[name](axis)
     assert str(axis) in str(info.value) and "2 dimension" in str(info.value)
 
@@ -222,3 +223,126 @@ def test_squash_axis_is_validated():
     for f in (squash, squash_composed):
         with pytest.raises(IndexError, match="squash"):
             f(_X, axis=2)
+
+
+# ---- argument and shape errors, empty batches ------------------------------------------------------------------------
+@pytest.mark.parametrize("kw, match", [(dict(dilation=0), "dilation must be >= 1"),
+                                       (dict(stride=0), "stride must be >= 1"),
+                                       (dict(stride=-1), "stride must be >= 1"), (dict(padding=-1), "padding")])
+def test_conv2d_rejects_bad_geometry(kw, match):
+    x, w = mg.randn(1, 1, 5, 5), mg.randn(1, 1, 2, 2)
+    with pytest.raises(ValueError, match="conv2d: " + match):
+        F.conv2d(x, w, **kw)
+
+
+@pytest.mark.parametrize("kw", [dict(stride=0), dict(dilation=0), dict(padding=-1)])
+def test_conv1d_and_conv_transpose2d_reject_bad_geometry(kw):
+    with pytest.raises(ValueError, match="conv1d"):
+        F.conv1d(mg.randn(1, 1, 5), mg.randn(1, 1, 2), **kw)
+    with pytest.raises(ValueError, match="conv_transpose2d"):
+        F.conv_transpose2d(mg.randn(1, 1, 3, 3), mg.randn(1, 1, 2, 2), **kw)
+
+
+def test_cross_entropy_with_every_target_ignored_is_nan_with_zero_gradient():
+    x = mg.randn(2, 3, requires_grad=True)
+    loss = mg.cross_entropy(x, mg.tensor([-100, -100]))
+    assert np.isnan(loss.item())
+    loss.backward()
+    np.testing.assert_array_equal(x.grad.numpy(), 0)
+    w = mg.tensor([0.0, 1.0, 1.0])
+    assert np.isnan(mg.cross_entropy(mg.randn(2, 3), mg.tensor([0, 0]), weight=w).item())
+
+
+def test_cross_entropy_empty_batch():
+    x = mg.zeros(0, 3, requires_grad=True)
+    t = mg.tensor(np.zeros(0, np.int64))
+    loss = mg.cross_entropy(x, t)
+    assert np.isnan(loss.item())
+    loss.backward()
+    assert x.grad.shape == (0, 3)
+    assert mg.cross_entropy(x, t, reduction="sum").item() == 0
+    assert mg.cross_entropy(x, t, reduction="none").shape == (0,)
+    assert np.isnan(mg.cross_entropy(x, mg.zeros(0, 3)).item())  # probability targets
+
+
+def test_crf_empty_batch():
+    from models.crf import crf_marginals, crf_nll, crf_nll_composed, viterbi_decode
+    h = mg.zeros(0, 4, 3, requires_grad=True)
+    A = mg.randn(3, 3, requires_grad=True)
+    tags = np.zeros((0, 4), np.int64)
+    for f in (crf_nll, crf_nll_composed):
+        nll = f(h, tags, A)
+        assert nll.shape == (0,)
+        nll.sum().backward()
+        assert h.grad.shape == (0, 4, 3) and not A.grad.numpy().any()
+        h.grad = A.grad = None
+    assert crf_marginals(h, A).shape == (0, 4, 3)
+    paths, scores = viterbi_decode(h, A)
+    assert paths.shape == (0, 4) and scores.shape == (0,)
+
+
+def test_batched_matmul_with_mismatched_batch_shapes():
+    with pytest.raises(ValueError, match=r"matmul: batch shapes \(2,\) and \(3,\)"):
+        mg.randn(2, 3, 4) @ mg.randn(3, 4, 5)
+    assert (mg.randn(2, 3, 4) @ mg.randn(1, 4, 5)).shape == (2, 3, 5)
+
+
+@pytest.mark.parametrize("data", [["a", "b"], np.array(["x"]), [object()], [None]])
+def test_tensor_rejects_non_numeric_data(data):
+    with pytest.raises(TypeError, match="tensor: data must be numbers"):
+        mg.tensor(data)
+
+
+@pytest.mark.parametrize("opt_cls, key", [(mg.optim.Adam, "exp_avg"), (mg.optim.Adam, "exp_avg_sq"),
+                                          (mg.optim.SGD, "momentum_buffer"), (mg.optim.RMSprop, "square_avg")])
+def test_optimizer_load_state_dict_checks_state_shapes(opt_cls, key):
+    w = mg.randn(3, 2, requires_grad=True)
+    opt = opt_cls([w], lr=0.1, **({"momentum": 0.9} if opt_cls is mg.optim.SGD else {}))
+    w.grad = mg.ones_like(w)
+    opt.step()
+    sd = opt.state_dict()
+    good = sd["state"][0][key].copy()
+    sd["state"][0][key] = np.zeros((2, 3), np.float32)
+    with pytest.raises(ValueError, match=rf"state '{key}' of param 0 has shape \(2, 3\).*\(3, 2\)"):
+        opt.load_state_dict(sd)
+    np.testing.assert_array_equal(opt.state[w][key], good)  # untouched
+
+
+# ---- numerics -----------------------------------------------------------------------------------------------------
+def test_binary_cross_entropy_clamps_log_like_pytorch():
+    assert F.binary_cross_entropy(mg.tensor([1.0, 0.5]), mg.tensor([1.0, 1.0])).item() == pytest.approx(0.3465736)
+    p = mg.tensor([1.0, 0.0, 0.5], requires_grad=True)
+    loss = F.binary_cross_entropy(p, mg.tensor([0.0, 1.0, 1.0]))
+    assert loss.item() == pytest.approx((100 + 100 + np.log(2)) / 3, rel=1e-6)  # PyTorch: 66.8977
+    loss.backward()
+    np.testing.assert_allclose(p.grad.numpy(), [1e12 / 3, -1e12 / 3, -2 / 3], rtol=1e-6)
+
+
+@pytest.mark.parametrize("bad", [[1.5], [-0.1], [float("nan")]])
+def test_binary_cross_entropy_rejects_inputs_outside_unit_interval(bad):
+    with pytest.raises(ValueError, match=r"binary_cross_entropy: every element of input must lie in \[0, 1\]"):
+        F.binary_cross_entropy(mg.tensor(bad), mg.tensor([1.0]))
+
+
+_INF, _NAN = float("inf"), float("nan")
+
+
+@pytest.mark.parametrize("row, softmax", [
+    ([_INF, 1, 0], [_NAN] * 3), ([_NAN, 1, 0], [_NAN] * 3), ([_INF, _INF, 0], [_NAN] * 3),
+    ([-_INF, -_INF], [_NAN] * 2), ([-_INF, 1, 0], [0.0, 0.7310586, 0.2689414])])
+def test_softmax_propagates_inf_and_nan_like_pytorch(row, softmax):
+    x = mg.tensor(row)
+    np.testing.assert_allclose(mg.softmax(x).numpy(), softmax, rtol=1e-6)
+    with np.errstate(divide="ignore"):
+        expect = np.log(np.array(softmax, np.float32)) if not np.isnan(softmax).any() else softmax
+        np.testing.assert_allclose(mg.log_softmax(x).numpy(), expect, rtol=1e-6)
+
+
+def test_max_and_min_route_gradient_to_nan():
+    for f in (mg.max, mg.min):
+        x = mg.tensor([1.0, _NAN, 3.0], requires_grad=True)
+        f(x).backward()
+        np.testing.assert_array_equal(x.grad.numpy(), [0, 1, 0])
+        x = mg.tensor([[1.0, _NAN, 3.0], [4.0, 5.0, 6.0]], requires_grad=True)
+        f(x, axis=1).sum().backward()
+        np.testing.assert_array_equal(x.grad.numpy(), [[0, 1, 0], [0, 0, 1] if f is mg.max else [1, 0, 0]])

@@ -58,7 +58,11 @@ class Max(Function):
         y = self.output().data
         if not self.keepdims:
             y = y.reshape(_keep_shape(self.in_shape, self.axes))
-        hit = (x == y).astype(gy.dtype)
+        hit = x == y
+        if y.dtype.kind == "f":  # a NaN maximum routes the gradient to the NaN element(s), as in PyTorch
+            xp = _xp(x)
+            hit |= xp.isnan(x) & xp.isnan(y)
+        hit = hit.astype(gy.dtype)
         weight = Tensor(hit / hit.sum(axis=self.axes, keepdims=True))
         return _expand(gy, self.in_shape, self.axes, self.keepdims) * weight
 
