@@ -6,22 +6,27 @@ functions from the output to the leaves, newest first (a heap keyed by generatio
 ``backward`` with Tensors, so a backward written with differentiable ops can itself be differentiated.
 """
 from heapq import heappop, heappush
+import contextvars
 import os
-import threading
 import traceback
 from weakref import ref as _weakref
 
 from minigrad import backend
 
 
-class _Config(threading.local):
-    """Grad mode and anomaly mode, one copy per thread (PyTorch semantics): ``no_grad`` in one thread leaves
-    the others recording, and every new thread starts with grad enabled and anomaly detection off."""
-    grad_enabled = True
-    anomaly = False
+# Grad mode and anomaly mode are per thread (PyTorch semantics): ``no_grad`` in one thread leaves the others
+# recording, and a new thread starts with grad enabled and anomaly detection off (its context starts empty, so
+# the defaults apply; each asyncio task gets its own copy too). Context variables rather than threading.local:
+# reading one costs what reading a class attribute costs, and every op reads them.
+_grad_var = contextvars.ContextVar("minigrad_grad_enabled", default=True)
+_anomaly_var = contextvars.ContextVar("minigrad_anomaly", default=False)
+_grad_enabled = _grad_var.get
+_anomaly = _anomaly_var.get
 
-
-_config = _Config()
+# In-place changes: a process-wide counter of in-place changes ("epoch"). A Function remembers the epoch when
+# it ran; a changed tensor remembers the epoch of its last change. Backward checks a Function's inputs only
+# when the epoch has moved since it ran, so graphs without in-place changes pay one comparison per op.
+_epoch = [0]
 
 
 class _GradMode:
@@ -32,11 +37,11 @@ class _GradMode:
 
     def __enter__(self):
         if not hasattr(self, "prev"):  # set_grad_enabled switched already and remembered the mode before
-            self.prev = _config.grad_enabled
-        _config.grad_enabled = self.enabled
+            self.prev = _grad_enabled()
+        _grad_var.set(self.enabled)
 
     def __exit__(self, *exc):
-        _config.grad_enabled = self.prev
+        _grad_var.set(self.prev)
 
     def __call__(self, func):
         def wrapper(*args, **kwargs):
@@ -57,15 +62,15 @@ def enable_grad():
 
 
 def is_grad_enabled():
-    return _config.grad_enabled
+    return _grad_enabled()
 
 
 def set_grad_enabled(mode):
     """Switch graph recording on or off for this thread: as a call it takes effect at once; used in a ``with``
     block or as a decorator it restores the previous mode on exit (``torch.set_grad_enabled``)."""
     ctx = _GradMode(bool(mode))
-    ctx.prev = _config.grad_enabled
-    _config.grad_enabled = ctx.enabled
+    ctx.prev = _grad_enabled()
+    _grad_var.set(ctx.enabled)
     return ctx
 
 
@@ -73,18 +78,18 @@ class detect_anomaly:
     """Inside, the first op whose forward or backward makes NaN/Inf raises, naming the op and the user line."""
 
     def __enter__(self):
-        self.prev = _config.anomaly
-        _config.anomaly = True
+        self.prev = _anomaly()
+        _anomaly_var.set(True)
 
     def __exit__(self, *exc):
-        _config.anomaly = self.prev
+        _anomaly_var.set(self.prev)
 
 
 class Tensor:
     """An array (NumPy or CuPy) with an optional gradient and a link to the Function that created it."""
 
     __slots__ = ("data", "grad", "_requires_grad", "creator", "generation", "index", "name", "_retains_grad",
-                 "_version", "__weakref__")
+                 "_vcount", "_vstamp", "__weakref__")
     __array_priority__ = 1000  # ndarray <op> Tensor defers to Tensor's reflected operator
 
     def __init__(self, data, requires_grad=False, name=None):
@@ -92,7 +97,7 @@ class Tensor:
             data = _checked_array(data)
         self.data = data
         self.grad = self.creator = self.name = None
-        self.generation = self.index = self._version = 0
+        self.generation = self.index = 0
         self._retains_grad = self._requires_grad = False
         if requires_grad:
             self.requires_grad = True
@@ -242,13 +247,22 @@ class Tensor:
         return (self[i] for i in range(len(self)))
 
     # ---- in-place ops --------------------------------------------------------------------------------------
-    # They change ``data`` where it lies and add 1 to ``_version``; ops record the versions of the tensors their
-    # backward reads, so backward can refuse stale values (as PyTorch does). They record no graph, so a tensor
-    # that requires grad can only be changed under ``no_grad()``. Writing into ``.data`` directly bypasses the
-    # counter, as in PyTorch.
+    # They change ``data`` where it lies and add 1 to ``_version``, so backward can refuse values changed after
+    # an op used them (as PyTorch does). They record no graph, so a tensor that requires grad can only be
+    # changed under ``no_grad()``. Writing into ``.data`` directly bypasses the counter, as in PyTorch.
+    @property
+    def _version(self):
+        """How many times this tensor was changed in place (0 for a new one; the slots are set on first change)."""
+        return getattr(self, "_vcount", 0)
+
+    @_version.setter
+    def _version(self, value):
+        _epoch[0] += 1
+        self._vcount, self._vstamp = value, _epoch[0]
+
     def _inplace(self, op):
         """The array to write, after checking that ``op`` may change this tensor in place."""
-        if self._requires_grad and _config.grad_enabled:
+        if self._requires_grad and _grad_enabled():
             what = "a leaf tensor that requires grad" if self.creator is None else "a tensor inside a graph"
             raise RuntimeError(f"{op}: {what} (shape {self.shape}) cannot be changed in place while grad mode is on "
                                "(the change would not be recorded); wrap it in mg.no_grad() or use the "
@@ -377,12 +391,11 @@ class Edge:
     """What the graph keeps of an input whose values backward does not read: its place in the graph
     (creator, output index), shape and dtype — not its array, which is freed as soon as the user drops it."""
 
-    __slots__ = ("creator", "index", "generation", "_requires_grad", "shape", "dtype", "_version")
+    __slots__ = ("creator", "index", "generation", "_requires_grad", "shape", "dtype")
 
     def __init__(self, t):
         self.creator, self.index, self.generation = t.creator, t.index, t.generation
         self._requires_grad, self.shape, self.dtype = t._requires_grad, t.data.shape, t.data.dtype
-        self._version = t._version
 
     @property
     def ndim(self):
@@ -407,7 +420,7 @@ class Function:
     differentiable_backward = True  # fused ops whose backward works on raw arrays set False
     needs_input_data = True  # False: backward reads only shapes; "other": input i only if another needs grad
     saves_output = False  # True when backward reads self.output(i): the output array is then kept
-    versions = ()  # versions of the inputs whose data backward reads (-1: not read), checked by backward
+    epoch = 0  # the in-place epoch when the op ran (set when it is recorded)
 
     def __call__(self, *inputs):
         for x in inputs:
@@ -421,9 +434,9 @@ class Function:
         ys = self.forward(*xs)
         single = ys.__class__ is not tuple
         outputs = [Tensor(ys)] if single else [Tensor(y) for y in ys]
-        if _config.anomaly:
+        if _anomaly():
             _check_finite(self, [o.data for o in outputs], "forward")
-        if _config.grad_enabled:
+        if _grad_enabled():
             gen, wanting = -1, 0
             for x in inputs:
                 if x._requires_grad:
@@ -432,15 +445,12 @@ class Function:
                         gen = x.generation
             if gen >= 0:
                 need = self.needs_input_data
-                if need is True:  # remember what backward will read, to detect later in-place changes
-                    self.versions = [x._version for x in inputs]
-                else:  # keep an intermediate only if backward reads it (Edge otherwise)
+                if need is not True:  # keep an intermediate only if backward reads it (Edge otherwise)
                     inputs = [x if x.creator is None or (need and wanting > x._requires_grad) else Edge(x)
                               for x in inputs]
-                    if need:
-                        self.versions = [x._version if wanting > x._requires_grad else -1 for x in inputs]
                 self.inputs = inputs
                 self.generation = gen
+                self.epoch = _epoch[0]
                 for i, o in enumerate(outputs):
                     o._requires_grad = o.data.dtype.kind == "f"
                     o.creator = self
@@ -451,7 +461,7 @@ class Function:
                     self.saved = [o.data for o in outputs]
                 if not single:
                     self.output_meta = [(o.shape, o.dtype) for o in outputs]
-                if _config.anomaly:
+                if _anomaly():
                     self.trace = _user_frame()
         return outputs[0] if single else tuple(outputs)
 
@@ -516,29 +526,33 @@ def _freed(f):
 
 
 def _check_versions(f):
-    """Raise when a tensor that ``f.backward`` reads was changed in place after ``f`` ran."""
-    stale = [(f"input {i}", x, v) for i, (x, v) in enumerate(zip(f.inputs, f.versions)) if v >= 0 and x._version != v]
+    """Raise when a tensor that ``f.backward`` reads was changed in place after ``f`` ran (called only when some
+    tensor was changed in place since then)."""
+    need = f.needs_input_data
+    stale = []
+    if need:  # True: backward reads every input; "other": input i only if another input needs grad
+        wanting = sum(x._requires_grad for x in f.inputs)
+        stale = [(f"input {i}", x) for i, x in enumerate(f.inputs) if isinstance(x, Tensor)
+                 and getattr(x, "_vstamp", 0) > f.epoch and (need is True or wanting > x._requires_grad)]
     if f.saves_output:
-        for i, o in enumerate(f.outputs):
-            o = o()
-            if o is not None and o._version:
-                stale.append((f"output {i}", o, 0))
+        outputs = [(f"output {i}", o()) for i, o in enumerate(f.outputs)]
+        stale += [(w, o) for w, o in outputs if o is not None and getattr(o, "_vstamp", 0) > f.epoch]
     if stale:
-        where, t, v = stale[0]
-        name = f" {t.name!r}" if isinstance(getattr(t, "name", None), str) else ""
+        where, t = stale[0]
+        name = f" {t.name!r}" if isinstance(t.name, str) else ""
         raise RuntimeError(f"one of the variables needed for gradient computation has been modified by an inplace "
-                           f"operation: {where}{name} of {type(f).__name__} (shape {tuple(t.shape)}, {t.dtype}) is at "
-                           f"version {t._version}; expected version {v} instead. Compute the loss after the change "
-                           "(e.g. call backward before optimizer.step()), or change a copy")
+                           f"operation: {where}{name} of {type(f).__name__} (shape {tuple(t.shape)}, {t.dtype}) was "
+                           f"changed after {type(f).__name__} used it and is now at version {t._version}. Compute "
+                           "the loss after the change (e.g. call backward before optimizer.step()), or change a copy")
 
 
 def _backward_unchecked(f, gys):
     """Anomaly mode judges what ``f.backward`` returns (checked below), not the ops it runs inside."""
-    _config.anomaly = False
+    _anomaly_var.set(False)
     try:
         return f.backward(*gys)
     finally:
-        _config.anomaly = True
+        _anomaly_var.set(True)
 
 
 def run_backward(roots, root_grads, retain_graph, create_graph, wanted):
@@ -581,15 +595,15 @@ def run_backward(roots, root_grads, retain_graph, create_graph, wanted):
                 gys = _output_grads(f, grads, wanted_keys, found, wanted is None)
                 if gys is None:
                     continue
-            if f.versions or f.saves_output:
+            if f.epoch != _epoch[0]:  # something was changed in place since f ran: did f's backward need it?
                 _check_versions(f)
-            gxs = _backward_unchecked(f, gys) if _config.anomaly else f.backward(*gys)
+            gxs = _backward_unchecked(f, gys) if _anomaly() else f.backward(*gys)
             if gxs.__class__ is not tuple:
                 gxs = tuple(gxs) if isinstance(gxs, list) else (gxs,)
             if len(gxs) != len(f.inputs):
                 raise RuntimeError(f"{type(f).__name__}.backward returned {len(gxs)} gradients for "
                                    f"{len(f.inputs)} inputs")
-            if _config.anomaly:
+            if _anomaly():
                 _check_finite(f, [None if g is None else as_tensor(g).data for g in gxs], "backward")
             for i, (x, gx) in enumerate(zip(f.inputs, gxs)):
                 if gx is None or not x._requires_grad:
