@@ -32,11 +32,15 @@ _epoch = [0]
 class _GradMode:
     """Context manager and decorator that switches graph recording on or off."""
 
+    pending = False  # set_grad_enabled switched at the call already; ``prev`` holds the mode before it
+
     def __init__(self, enabled):
         self.enabled = enabled
 
     def __enter__(self):
-        if not hasattr(self, "prev"):  # set_grad_enabled switched already and remembered the mode before
+        if self.pending:
+            self.pending = False
+        else:
             self.prev = _grad_enabled()
         _grad_var.set(self.enabled)
 
@@ -44,6 +48,10 @@ class _GradMode:
         _grad_var.set(self.prev)
 
     def __call__(self, func):
+        if self.pending:  # used as a decorator: the switch belongs to the calls, not to the decoration
+            self.pending = False
+            _grad_var.set(self.prev)
+
         def wrapper(*args, **kwargs):
             with _GradMode(self.enabled):
                 return func(*args, **kwargs)
@@ -69,7 +77,7 @@ def set_grad_enabled(mode):
     """Switch graph recording on or off for this thread: as a call it takes effect at once; used in a ``with``
     block or as a decorator it restores the previous mode on exit (``torch.set_grad_enabled``)."""
     ctx = _GradMode(bool(mode))
-    ctx.prev = _grad_enabled()
+    ctx.prev, ctx.pending = _grad_enabled(), True
     _grad_var.set(ctx.enabled)
     return ctx
 

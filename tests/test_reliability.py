@@ -75,6 +75,16 @@ def test_set_grad_enabled_call_and_context():
         mg.set_grad_enabled(True)
     assert mg.is_grad_enabled()
 
+    @mg.set_grad_enabled(False)
+    def infer():
+        return mg.is_grad_enabled()
+    assert mg.is_grad_enabled() and infer() is False and mg.is_grad_enabled()
+    ctx = mg.no_grad()
+    for _ in range(2):  # a context object can be entered again
+        with ctx:
+            assert not mg.is_grad_enabled()
+        assert mg.is_grad_enabled()
+
 
 # ---- version counter ---------------------------------------------------------------------------------------------
 def test_optimizer_step_before_backward_raises():

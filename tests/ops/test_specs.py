@@ -39,7 +39,7 @@ def test_gradgrad(spec, device):
 PRIMITIVES = {"Add", "Sub", "Mul", "Div", "Neg", "Pow", "Exp", "Log", "Sqrt", "Abs", "Clip", "Maximum", "Minimum",
               "Where", "Sin", "Cos", "Tanh", "Sigmoid", "Relu", "LeakyRelu", "Elu", "Erf", "Softplus", "Sum", "Max",
               "LogSumExp", "Norm2", "MatMul", "Linear", "Einsum", "Reshape", "Transpose", "BroadcastTo", "SumTo",
-              "GetItem", "IndexAdd", "Concatenate", "Split", "Pad", "Softmax", "LogSoftmax"}
+              "GetItem", "IndexAdd", "Concatenate", "Split", "Pad", "Softmax", "LogSoftmax", "BinaryCrossEntropy"}
 
 
 def test_every_primitive_function_is_driven_by_a_spec(monkeypatch):
