@@ -576,6 +576,7 @@ def run_backward(roots, root_grads, retain_graph, create_graph, wanted):
             seen.add(f)
             heappush(heap, (-f.generation, id(f), f))
 
+    taken = {id(g.data) for g in root_grads}  # arrays handed out as .grad, and the seeds: never give one twice
     for r, g in zip(roots, root_grads):
         if g.shape != r.shape:
             raise RuntimeError(f"grad of shape {g.shape} given for an output of shape {r.shape}")
@@ -598,9 +599,10 @@ def run_backward(roots, root_grads, retain_graph, create_graph, wanted):
                 gys = (entry[1],)
                 o = f.outputs[0]()
                 if o is not None and o._retains_grad:
-                    o.grad = gys[0] if o.grad is None else o.grad + gys[0]
+                    o.grad = _own_grad(gys[0], taken) if o.grad is None else o.grad + gys[0]
+                    taken.add(id(o.grad.data))
             else:
-                gys = _output_grads(f, grads, wanted_keys, found, wanted is None)
+                gys = _output_grads(f, grads, wanted_keys, found, wanted is None, taken)
                 if gys is None:
                     continue
             if f.epoch != _epoch[0]:  # something was changed in place since f ran: did f's backward need it?
@@ -631,7 +633,6 @@ def run_backward(roots, root_grads, retain_graph, create_graph, wanted):
     if wanted is not None:
         return [found[k] if k in found else (grads[k][1] if k in grads else None)
                 for k in (_key(t) for t in wanted)]
-    taken = {id(g.data) for g in root_grads}  # a seed is the caller's array: never hand it out as a .grad
     for t, g in grads.values():
         if t.creator is None and t._requires_grad:
             if t.grad is not None:
@@ -643,8 +644,8 @@ def run_backward(roots, root_grads, retain_graph, create_graph, wanted):
 
 
 def _own_grad(g, taken):
-    """``g`` as a leaf's first gradient: its own writable array (users clip gradients in place), copied only
-    when it is a seed, another leaf's gradient, a read-only broadcast or a view of another array."""
+    """``g`` as a tensor's first ``.grad``: its own writable array (users clip gradients in place), copied only
+    when it is a seed, another tensor's gradient, a read-only broadcast or a view of another array."""
     a = g.data
     if id(a) in taken or a.base is not None or not getattr(a.flags, "writeable", True):
         if g.creator is not None:  # create_graph: a differentiable copy keeps the graph
@@ -664,7 +665,7 @@ def _accumulate(grads, t, g):
     return False
 
 
-def _output_grads(f, grads, wanted_keys, found, to_leaves):
+def _output_grads(f, grads, wanted_keys, found, to_leaves, taken):
     """The gradients of ``f``'s outputs, taken out of ``grads`` (zeros for an output that got none;
     None when none did)."""
     fid, gys = id(f), []
@@ -678,7 +679,8 @@ def _output_grads(f, grads, wanted_keys, found, to_leaves):
             found[(fid, i)] = g
         o = f.outputs[i]()
         if o is not None and o._retains_grad and to_leaves:
-            o.grad = g if o.grad is None else o.grad + g
+            o.grad = _own_grad(g, taken) if o.grad is None else o.grad + g
+            taken.add(id(o.grad.data))
         gys.append(g)
     if len(gys) == 1:
         return None if gys[0] is None else gys

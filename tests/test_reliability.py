@@ -368,3 +368,17 @@ def test_reliability_script_quick_run_finds_no_problem(capsys):
     spec.loader.exec_module(module)
     assert module.main(["--quick"]) == 0, capsys.readouterr().err
     assert "| silent-wrong | 0 |" in capsys.readouterr().out
+
+
+def test_retained_grads_do_not_alias_the_seed_or_leaf_grads():
+    a = mg.tensor([1.0, 2.0], requires_grad=True)
+    b = mg.tensor([3.0, 4.0], requires_grad=True)
+    y = (a + b).retain_grad()
+    G = mg.tensor([1.0, 1.0])
+    y.backward(G)
+    arrays = [G.data, y.grad.data, a.grad.data, b.grad.data]
+    assert not any(np.shares_memory(p, q) for i, p in enumerate(arrays) for q in arrays[i + 1:])
+    y2, z = mg.split(mg.stack([a, b]), 2)  # a multi-output op with a retained output
+    y2.retain_grad()
+    (y2.sum() + z.sum()).backward()
+    y2.grad.data *= 2.0
