@@ -60,12 +60,12 @@ class _GradMode:
 
 
 def no_grad():
-    """Ops inside record no graph (inference, optimizer steps)."""
+    """Ops inside record no graph (inference, optimizer steps); in this thread only."""
     return _GradMode(False)
 
 
 def enable_grad():
-    """Record the graph again inside a ``no_grad`` block."""
+    """Record the graph again inside a ``no_grad`` block (this thread only)."""
     return _GradMode(True)
 
 
@@ -83,7 +83,8 @@ def set_grad_enabled(mode):
 
 
 class detect_anomaly:
-    """Inside, the first op whose forward or backward makes NaN/Inf raises, naming the op and the user line."""
+    """Inside, the first op whose forward or backward makes NaN/Inf raises, naming the op and the user line
+    (in this thread only)."""
 
     def __enter__(self):
         self.prev = _anomaly()
