@@ -382,3 +382,27 @@ def test_retained_grads_do_not_alias_the_seed_or_leaf_grads():
     y2.retain_grad()
     (y2.sum() + z.sum()).backward()
     y2.grad.data *= 2.0
+
+
+def test_edge_numerics_match_the_pytorch_oracle():
+    torch = pytest.importorskip("torch")
+    rows = [[_INF, 1.0, 0.0], [_NAN, 1.0, 0.0], [-_INF, 1.0, 0.0], [-_INF, -_INF, -_INF], [1.0, _INF, _INF]]
+    x = np.array(rows, np.float32)
+    for ours, theirs in [(mg.softmax, torch.softmax), (mg.log_softmax, torch.log_softmax)]:
+        np.testing.assert_allclose(ours(mg.tensor(x), axis=1).numpy(), theirs(torch.tensor(x), 1).numpy(), rtol=1e-6)
+    p = np.array([1.0, 0.0, 0.5, 0.0, 1.0, 1e-30], np.float32)
+    t = np.array([0.0, 1.0, 1.0, 0.0, 1.0, 0.5], np.float32)
+    mp, tp = mg.tensor(p, requires_grad=True), torch.tensor(p, requires_grad=True)
+    loss, ref = F.binary_cross_entropy(mp, mg.tensor(t)), torch.nn.functional.binary_cross_entropy(tp, torch.tensor(t))
+    loss.backward()
+    ref.backward()
+    np.testing.assert_allclose(loss.item(), ref.item(), rtol=1e-6)
+    np.testing.assert_allclose(mp.grad.numpy(), tp.grad.numpy(), rtol=1e-5)
+    v = np.array([[1.0, _NAN, 3.0, _NAN], [4.0, 5.0, 6.0, 2.0]], np.float32)
+    for ours, theirs in [(mg.max, torch.max), (mg.min, torch.min)]:
+        a = mg.tensor(v, requires_grad=True)
+        ours(a, axis=1).sum().backward()
+        for i, row in enumerate(v):  # torch.max(row): the gradient shared among the NaNs (or tied extremes)
+            b = torch.tensor(row, requires_grad=True)
+            theirs(b).backward()
+            np.testing.assert_allclose(a.grad.numpy()[i], b.grad.numpy())
