@@ -584,6 +584,7 @@ def run_backward(roots, root_grads, retain_graph, create_graph, wanted):
         if _accumulate(grads, r, g):
             push(r.creator)
 
+    anomaly = _anomaly()  # read once: only _backward_unchecked switches it, and back, during the sweep
     with _GradMode(create_graph):
         while heap:
             f = heappop(heap)[2]
@@ -608,13 +609,13 @@ def run_backward(roots, root_grads, retain_graph, create_graph, wanted):
                     continue
             if f.epoch != _epoch[0]:  # something was changed in place since f ran: did f's backward need it?
                 _check_versions(f)
-            gxs = _backward_unchecked(f, gys) if _anomaly() else f.backward(*gys)
+            gxs = _backward_unchecked(f, gys) if anomaly else f.backward(*gys)
             if gxs.__class__ is not tuple:
                 gxs = tuple(gxs) if isinstance(gxs, list) else (gxs,)
             if len(gxs) != len(f.inputs):
                 raise RuntimeError(f"{type(f).__name__}.backward returned {len(gxs)} gradients for "
                                    f"{len(f.inputs)} inputs")
-            if _anomaly():
+            if anomaly:
                 _check_finite(f, [None if g is None else as_tensor(g).data for g in gxs], "backward")
             for i, (x, gx) in enumerate(zip(f.inputs, gxs)):
                 if gx is None or not x._requires_grad:
