@@ -1,5 +1,6 @@
 """minigrad: reverse-mode automatic differentiation on NumPy and CuPy arrays, small enough to read."""
-from minigrad.core import (Function, Tensor, detect_anomaly, enable_grad, grad, is_grad_enabled, no_grad)
+from minigrad.core import (Function, Tensor, detect_anomaly, enable_grad, grad, is_grad_enabled, no_grad,
+                           set_grad_enabled)
 from minigrad.creation import (arange, full, manual_seed, ones, ones_like, rand, randint, randn, tensor, zeros,
                                zeros_like)
 from minigrad.ops import *  # noqa: F401,F403  (mg.exp, mg.matmul, mg.logsumexp, ...)

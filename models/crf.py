@@ -198,12 +198,16 @@ class LogPartition(Function):
 def crf_log_partition(emissions, transitions, mask=None, start=None, end=None):
     """log Σ_y exp score(y) per sequence, shape (B,): one Function with an analytic backward."""
     h, g, s, e, m = _check("crf_log_partition", emissions, transitions, mask, start, end)
+    if h.shape[0] == 0:  # an empty batch: an empty result, zero gradients (the recursion needs a row)
+        return mg.sum(h, axis=(1, 2)) + (mg.sum(g) + mg.sum(s) + mg.sum(e)) * 0.0
     return LogPartition(m)(h, g, s, e)
 
 
 def crf_marginals(emissions, transitions, mask=None, start=None, end=None):
     """Tag marginals P(y_t = j | x) (B, T, K), zero on padding: the gradient of log Z w.r.t. the emissions."""
     h, g, s, e, m = _check("crf_marginals", emissions, transitions, mask, start, end)
+    if h.shape[0] == 0:
+        return Tensor(h.xp.zeros(h.shape, h.dtype))
     alpha, logz = _alphas(h.data, g.data, s.data, e.data, m)
     w = h.xp.ones_like(logz)
     return Tensor(_marginal_grads(h.data, g.data, s.data, e.data, m, alpha, logz, w)[0])

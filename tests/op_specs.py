@@ -110,6 +110,9 @@ SPECS = [
     OpSpec("bce_with_logits", lambda a, t: mg.binary_cross_entropy_with_logits(a, mg.sigmoid(t)),
            lambda a, t: np.mean(np.logaddexp(0, a) - sps.expit(t) * a), 2,
            shapes=shapes(1, 2).map(lambda s: (s, s))),
+    OpSpec("binary_cross_entropy", lambda a, t: mg.binary_cross_entropy(mg.sigmoid(a), mg.sigmoid(t)),
+           lambda a, t: np.mean(-(sps.expit(t) * np.log(sps.expit(a)) + sps.expit(-t) * np.log(sps.expit(-a)))), 2,
+           shapes=shapes(1, 2).map(lambda s: (s, s))),
     OpSpec("mse_loss", mg.mse_loss, lambda a, b: np.mean((a - b) ** 2), 2, shapes=shapes(1, 2).map(lambda s: (s, s))),
 ]
 

@@ -34,6 +34,14 @@ class MatMul(Function):
         return ga, gb
 
 
+def _check_batch_shapes(sa, sb, a_shape, b_shape):
+    """The batch axes (all but the last two) must broadcast: a clear error instead of NumPy's internal one."""
+    for x, y in zip(reversed(sa), reversed(sb)):
+        if x != y and x != 1 and y != 1:
+            raise ValueError(f"matmul: batch shapes {tuple(sa)} and {tuple(sb)} of operands {a_shape} and {b_shape} "
+                             "do not broadcast")
+
+
 def matmul(a, b):
     """NumPy's ``matmul``: 1-D operands are promoted to matrices and the added axis dropped again."""
     from minigrad.ops.arithmetic import _pair
@@ -43,6 +51,7 @@ def matmul(a, b):
     if a.shape[-1] != b.shape[-2 if b.ndim > 1 else 0]:
         raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not align "
                          f"({a.shape[-1]} != {b.shape[-2 if b.ndim > 1 else 0]})")
+    _check_batch_shapes(a.shape[:-2], b.shape[:-2], a.shape, b.shape)
     if a.ndim >= 2 and b.ndim >= 2:
         return MatMul()(a, b)
     a2 = reshape(a, (1,) + a.shape) if a.ndim == 1 else a

@@ -8,11 +8,9 @@ def _xp(a):
     return backend.get_array_module(a)
 
 
-def _axes(axis, ndim):
-    if axis is None:
-        return tuple(range(ndim))
-    axes = (axis,) if isinstance(axis, int) else tuple(axis)
-    return tuple(sorted(a % ndim for a in axes)) if ndim else ()
+def _axes(axis, ndim, fn="reduction"):
+    """The reduced axes as a sorted tuple, validated (IndexError for an axis out of range)."""
+    return backend.normalize_axes(axis, ndim, fn)
 
 
 def _keep_shape(shape, axes):
@@ -60,7 +58,11 @@ class Max(Function):
         y = self.output().data
         if not self.keepdims:
             y = y.reshape(_keep_shape(self.in_shape, self.axes))
-        hit = (x == y).astype(gy.dtype)
+        hit = x == y
+        if y.dtype.kind == "f":  # a NaN maximum routes the gradient to the NaN element(s), as in PyTorch
+            xp = _xp(x)
+            hit |= xp.isnan(x) & xp.isnan(y)
+        hit = hit.astype(gy.dtype)
         weight = Tensor(hit / hit.sum(axis=self.axes, keepdims=True))
         return _expand(gy, self.in_shape, self.axes, self.keepdims) * weight
 
@@ -107,12 +109,12 @@ class _quiet:
 
 def sum(x, axis=None, keepdims=False):
     x = as_tensor(x)
-    return Sum(_axes(axis, x.ndim), keepdims)(x)
+    return Sum(_axes(axis, x.ndim, "sum"), keepdims)(x)
 
 
 def mean(x, axis=None, keepdims=False):
     x = as_tensor(x)
-    axes = _axes(axis, x.ndim)
+    axes = _axes(axis, x.ndim, "mean")
     n = 1
     for a in axes:
         n *= x.shape[a]
@@ -122,18 +124,18 @@ def mean(x, axis=None, keepdims=False):
 def max(x, axis=None, keepdims=False):
     """Largest values (NumPy's ``max``: values only; use ``argmax`` for indices)."""
     x = as_tensor(x)
-    return Max(_axes(axis, x.ndim), keepdims, "max")(x)
+    return Max(_axes(axis, x.ndim, "max"), keepdims, "max")(x)
 
 
 def min(x, axis=None, keepdims=False):
     x = as_tensor(x)
-    return Max(_axes(axis, x.ndim), keepdims, "min")(x)
+    return Max(_axes(axis, x.ndim, "min"), keepdims, "min")(x)
 
 
 def var(x, axis=None, keepdims=False, ddof=0):
     """Variance with NumPy's ``ddof`` (0 = population variance)."""
     x = as_tensor(x)
-    axes = _axes(axis, x.ndim)
+    axes = _axes(axis, x.ndim, "var")
     n = 1
     for a in axes:
         n *= x.shape[a]
@@ -148,17 +150,19 @@ def std(x, axis=None, keepdims=False, ddof=0):
 
 def logsumexp(x, axis=None, keepdims=False):
     x = as_tensor(x)
-    return LogSumExp(_axes(axis, x.ndim), keepdims)(x)
+    return LogSumExp(_axes(axis, x.ndim, "logsumexp"), keepdims)(x)
 
 
 def argmax(x, axis=None, keepdims=False):
     """Indices of the maxima (an integer tensor, no gradient)."""
     x = as_tensor(x)
+    axis = None if axis is None else backend.normalize_axis(axis, x.ndim, "argmax")
     return Tensor(_xp(x.data).argmax(x.data, axis=axis, keepdims=keepdims))
 
 
 def argmin(x, axis=None, keepdims=False):
     x = as_tensor(x)
+    axis = None if axis is None else backend.normalize_axis(axis, x.ndim, "argmin")
     return Tensor(_xp(x.data).argmin(x.data, axis=axis, keepdims=keepdims))
 
 
@@ -189,7 +193,7 @@ def norm(x, ord=2, axis=None, keepdims=False):
     """Vector p-norm over ``axis`` (all elements by default): ord 2, 1, inf, -inf or any p > 0."""
     from minigrad.ops.elementwise import abs as _abs
     x = as_tensor(x)
-    axes = _axes(axis, x.ndim)
+    axes = _axes(axis, x.ndim, "norm")
     if ord == 2:
         return Norm2(axes, keepdims)(x)
     if ord == 1:

@@ -14,7 +14,7 @@ test_forward, test_grad, test_gradgrad = spec_tests(SPECS, devices=DEVICES)
 PRIMITIVES = {"Add", "Sub", "Mul", "Div", "Neg", "Pow", "Exp", "Log", "Sqrt", "Abs", "Clip", "Maximum", "Minimum",
               "Where", "Sin", "Cos", "Tanh", "Sigmoid", "Relu", "LeakyRelu", "Elu", "Erf", "Softplus", "Sum", "Max",
               "LogSumExp", "Norm2", "MatMul", "Linear", "Einsum", "Reshape", "Transpose", "BroadcastTo", "SumTo",
-              "GetItem", "IndexAdd", "Concatenate", "Split", "Pad", "Softmax", "LogSoftmax"}
+              "GetItem", "IndexAdd", "Concatenate", "Split", "Pad", "Softmax", "LogSoftmax", "BinaryCrossEntropy"}
 
 
 def test_every_primitive_function_is_driven_by_a_spec(monkeypatch):
