@@ -225,7 +225,8 @@ def test_float32_backward_at_1e4_logits_matches_a_float64_oracle(exact, seed):
     """Regression: the tag marginals were exp(α + β − log Z) with one global log Z; in float32 at logits ~1e4
     that difference cancels and the marginals summed to 0.99–1.02 per step (error 0.07). Now within 1e-4."""
     p = problem(seed, 3, 6, 4, scale=1e4)
-    p32 = {k: (v.astype(np.float32) if isinstance(v, np.ndarray) and v.dtype == np.float64 else v) for k, v in p.items()}
+    p32 = {k: (v.astype(np.float32) if isinstance(v, np.ndarray) and v.dtype == np.float64 else v)
+           for k, v in p.items()}
     grads = []
     for dtype, fn in (("float32", C.crf_log_partition), ("float64", C.crf_log_partition_composed)):
         with steps(exact):
