@@ -64,7 +64,7 @@ def test_transpose_of_a_0d_tensor_is_itself(dims):
     y.backward()
     assert x.grad.item() == 1.0
     assert x.transpose(*dims).shape == ()
-    with pytest.raises(ValueError, match="axis 1 is out of range .* shape \\(\\)"):
+    with pytest.raises(ValueError, match="axis=1 is out of range for a tensor with 0 dimension"):
         mg.transpose(x, 0, 1)
 
 
