@@ -322,7 +322,7 @@ class Function:
                 inputs = [t if isinstance(t, Tensor) else as_tensor(t, like) for t in inputs]
                 break
         xs = [x.data for x in inputs]
-        if len(xs) > 1 and backend.cp is not None:
+        if len(xs) > 1 and backend.multi_device:
             _check_devices(self, xs)
         ys = self.forward(*xs)
         single = ys.__class__ is not tuple
@@ -379,7 +379,7 @@ class Function:
 
 
 def _check_devices(f, xs):
-    """All inputs on one device (only called when CuPy is importable)."""
+    """All inputs on one device (only called when a device besides the host exists)."""
     if all(x.__class__ is _ndarray for x in xs) or len({backend.device_of(x) for x in xs}) == 1:
         return
     devices = ", ".join(f"input {i}: {backend.device_of(x)} {tuple(x.shape)}" for i, x in enumerate(xs))
