@@ -4,6 +4,8 @@ Everything device-dependent lives here: which array module (``xp``) an array bel
 (``"cpu"``, ``"cuda"``, ``"cuda:N"``), transfers, dtype names, scatter-add, ``erf`` and the random generators.
 Op code never imports NumPy: it asks ``get_array_module(x)`` and writes ``xp.exp(x)``, so one line runs on both.
 """
+import contextlib
+
 import numpy as np
 
 try:  # CuPy is optional: the "gpu" extra installs it.
@@ -43,6 +45,18 @@ def _kind_of(x):
 def device_module(device):
     """The array module of a device name returned by ``parse_device``."""
     return np if device == "cpu" else _kinds[device.partition(":")[0]][0]
+
+
+_NO_SCOPE = contextlib.nullcontext()
+
+
+def device_scope(array):
+    """``with device_scope(a):`` makes ``a``'s device current for the block, as CuPy puts new arrays and kernels
+    on the current device, not the inputs' (a no-op for host arrays)."""
+    if array.__class__ is np.ndarray or not _kinds:
+        return _NO_SCOPE
+    kind, entry = _kind_of(array)
+    return _NO_SCOPE if kind is None else entry[0].cuda.Device(array.device.id)
 
 
 def device_context(device):

@@ -41,7 +41,7 @@ SPECS = [
            elements=away_from((-1.0, 1.5), 0.05)),
     OpSpec("maximum", mg.maximum, np.maximum, 2, shapes=binary(), elements=[away0, st.just(0.0)]),
     OpSpec("minimum", mg.minimum, np.minimum, 2, shapes=binary(), elements=[away0, st.just(0.0)]),
-    OpSpec("where", lambda a, b, c: mg.where(c.data > 0, a, b), lambda a, b, c: np.where(c > 0, a, b), 3,
+    OpSpec("where", lambda a, b, c: mg.where(c > 0, a, b), lambda a, b, c: np.where(c > 0, a, b), 3,
            shapes=ternary_where(), elements=[None, None, away0]),
     OpSpec("sin", mg.sin, np.sin, shapes=unary()),
     OpSpec("cos", mg.cos, np.cos, shapes=unary()),

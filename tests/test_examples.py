@@ -17,9 +17,9 @@ def test_launcher_lists_every_example(capsys):
 
 
 @pytest.mark.parametrize("name", EXAMPLES)
-def test_example_quick(name, tmp_path, monkeypatch):
+def test_example_quick(name, tmp_path, monkeypatch, device):
     pytest.importorskip("matplotlib", reason="examples need the 'examples' extra")
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    assert main(["run", name, "--quick", "--out", str(tmp_path)]) == 0
+    assert main(["run", name, "--quick", "--out", str(tmp_path), "--device", device]) == 0
     results = json.loads((tmp_path / name / "results.json").read_text())
     assert results, f"{name} returned no metrics"

@@ -56,7 +56,8 @@ class Optimizer:
                 if set_to_none or p.grad is None:
                     p.grad = None
                 else:
-                    p.grad = Tensor(p.xp.zeros_like(p.grad.data))
+                    with backend.device_scope(p.data):
+                        p.grad = Tensor(p.xp.zeros_like(p.grad.data))
 
     def step(self, closure=None):
         """One update of every parameter that has a gradient. ``closure`` re-evaluates and returns the loss."""
@@ -79,15 +80,16 @@ class Optimizer:
         for p in group["params"]:
             if p.grad is None:
                 continue
-            x, g = _arrays(p)
-            state = self.state.get(p)
-            if state is None and new_state is not None:
-                state = self.state[p] = new_state(x)
-            if maximize:
-                g = -g
-            if wd:
-                g = g + wd * x
-            yield p.xp, x, g, state
+            with backend.device_scope(p.data):  # state and temporaries on the parameter's device
+                x, g = _arrays(p)
+                state = self.state.get(p)
+                if state is None and new_state is not None:
+                    state = self.state[p] = new_state(x)
+                if maximize:
+                    g = -g
+                if wd:
+                    g = g + wd * x
+                yield p.xp, x, g, state
 
     # ---- saving -------------------------------------------------------------------------------------------
     def state_dict(self):
