@@ -59,6 +59,12 @@ def device_scope(array):
     return _NO_SCOPE if kind is None else entry[0].cuda.Device(array.device.id)
 
 
+def copy_array(array, dtype=None):
+    """A copy of ``array`` (cast to ``dtype`` if given) made on the array's own device."""
+    with device_scope(array):
+        return array.astype(array.dtype if dtype is None else dtype, copy=True)
+
+
 def device_context(device):
     """``with device_context("cuda:1"):`` makes that device current, so new arrays and kernels land there."""
     kind, _, index = device.partition(":")

@@ -181,7 +181,7 @@ class Module:
                                  f"in the state but {tuple(target.shape)} in the module")
             updates.append((target, value))
         for target, value in updates:
-            target.data = backend.to_device(value, target.device).astype(target.dtype, copy=True)
+            target.data = backend.copy_array(backend.to_device(value, target.device), target.dtype)
         return missing, unexpected
 
     # ---- printing -------------------------------------------------------------------------------------------

@@ -106,7 +106,7 @@ class Optimizer:
                 ids.append(index[id(p)])
             groups.append({**{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items() if k != "params"},
                            "params": ids})
-        state = {index[id(p)]: {k: (v.copy() if backend.is_array(v) else v) for k, v in s.items()}
+        state = {index[id(p)]: {k: (backend.copy_array(v) if backend.is_array(v) else v) for k, v in s.items()}
                  for p, s in self.state.items()}
         return {"state": state, "param_groups": groups}
 
@@ -149,8 +149,7 @@ def _restore(value, p):
     if not backend.is_array(value):
         return value
     arr = backend.to_device(value, p.device)
-    dtype = p.dtype if arr.dtype.kind == "f" else arr.dtype
-    return arr.astype(dtype, copy=True)
+    return backend.copy_array(arr, p.dtype if arr.dtype.kind == "f" else arr.dtype)
 
 
 def _arrays(p):
