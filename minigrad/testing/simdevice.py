@@ -95,6 +95,11 @@ def _unwrap_key(key, where):
     return parts if key.__class__ is tuple else parts[0]
 
 
+def _has_arrays(key):
+    parts = key if key.__class__ is tuple else (key,)
+    return any(isinstance(p, (ndarray, np.ndarray, list)) for p in parts)
+
+
 def _wrap(obj):
     """NumPy results back on the current device (scalars become 0-d arrays, as CuPy's reductions return)."""
     cls = obj.__class__
@@ -178,9 +183,18 @@ class ndarray:
         where = f"ndarray.{name}"
 
         def method(*args, **kwargs):
-            _unwrap(self, where)
+            if self._dev != _current():
+                return self._view_or_raise(attr(*args, **kwargs), where)
             return _wrap(attr(*_unwrap(args, where), **_unwrap(kwargs, where)))
         return method
+
+    def _view_or_raise(self, result, where):
+        """An op run while another device is current: a view (reshape, transpose, basic slicing) launches no
+        kernel in CuPy, so it works and stays on this device; anything that computes raises."""
+        if result.__class__ is np.ndarray and np.may_share_memory(result, self._a):
+            return ndarray(result, self._dev)
+        _unwrap(self, where)  # raises: the array is not on the current device
+        raise AssertionError("unreachable")
 
     def __len__(self):
         return len(self._a)
@@ -189,6 +203,8 @@ class ndarray:
         return (self[i] for i in range(len(self)))
 
     def __getitem__(self, key):
+        if self._dev != _current() and not _has_arrays(key):
+            return self._view_or_raise(self._a[key], "ndarray.__getitem__")
         return _wrap(self._unwrapped()[_unwrap_key(key, "ndarray.__getitem__")])
 
     def __setitem__(self, key, value):
