@@ -156,3 +156,14 @@ def test_checkpoints_load_onto_the_device(device, tmp_path):
     for k in ema.shadow:
         assert backend.device_of(ema2.shadow[k]) == dev
         np.testing.assert_array_equal(backend.to_numpy(ema2.shadow[k]), backend.to_numpy(ema.shadow[k]))
+
+
+def test_layers_made_with_device_live_there(device):
+    dev = mg.tensor(0.0, device=device).device
+    made = [nn.Linear(3, 2, device=device), nn.Conv2d(1, 2, 3, device=device), nn.Embedding(4, 3, device=device),
+            nn.LayerNorm(3, device=device), nn.BatchNorm1d(3, device=device), nn.GRU(3, 4, device=device),
+            nn.LSTM(3, 4, device=device), TransformerEncoderLayer(4, 2, 8, device=device), CRF(3, device=device),
+            Capsule(2, 2, 3, 4, device=device), MarginHead(3, 4, device=device)]
+    for m in made:
+        where = {t.device for t in list(m.parameters()) + [b for _, b in m.named_buffers() if b is not None]}
+        assert where == {dev}, f"{type(m).__name__}: {where}"
