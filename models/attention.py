@@ -396,7 +396,7 @@ class LearnedPositionEmbedding(nn.Module):
     def __init__(self, max_len, d_model, std=1.0, device="cpu", dtype=None):
         super().__init__()
         self.max_len, self.d_model = max_len, d_model
-        self.weight = nn.Parameter(mg.randn(max_len, d_model, dtype=dtype, device=device).data * float(std))
+        self.weight = nn.Parameter((mg.randn(max_len, d_model, dtype=dtype, device=device) * float(std)).data)
 
     def forward(self, x, offset=0):
         T = x.shape[-2]

@@ -8,7 +8,8 @@ import pytest
 
 import minigrad as mg
 from minigrad import backend, nn, optim
-from models.attention import TransformerEncoder, TransformerEncoderLayer, scaled_dot_product_attention
+from models.attention import (LearnedPositionEmbedding, TransformerEncoder, TransformerEncoderLayer,
+                              scaled_dot_product_attention)
 from models.capsule import Capsule, capsule_lengths, capsule_margin_loss, squash
 from models.crf import CRF, viterbi_decode
 from models.gan import (DCGANDiscriminator, DCGANGenerator, cascading_rejection, discriminator_loss,
@@ -163,6 +164,7 @@ def test_layers_made_with_device_live_there(device):
     made = [nn.Linear(3, 2, device=device), nn.Conv2d(1, 2, 3, device=device), nn.Embedding(4, 3, device=device),
             nn.LayerNorm(3, device=device), nn.BatchNorm1d(3, device=device), nn.GRU(3, 4, device=device),
             nn.LSTM(3, 4, device=device), TransformerEncoderLayer(4, 2, 8, device=device), CRF(3, device=device),
+            nn.Embedding(4, 3, padding_idx=0, device=device), LearnedPositionEmbedding(5, 4, device=device),
             Capsule(2, 2, 3, 4, device=device), MarginHead(3, 4, device=device)]
     for m in made:
         where = {t.device for t in list(m.parameters()) + [b for _, b in m.named_buffers() if b is not None]}
