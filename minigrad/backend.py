@@ -136,9 +136,7 @@ def to_device(array, device):
     device = parse_device(device)
     if device == "cpu":
         return to_numpy(array)
-    if device_of(array) not in ("cpu", device):  # device to device goes through the host, explicitly
-        array = to_numpy(array)
-    with device_context(device):
+    with device_context(device):  # from another GPU, CuPy copies onto the current one
         return device_module(device).asarray(array)
 
 
@@ -163,8 +161,6 @@ def asarray(data, dtype=None, device="cpu"):
         data = probe
     if device == "cpu":
         return np.array(to_numpy(data), dtype=dtype, copy=True)
-    if device_of(data) not in ("cpu", device):
-        data = to_numpy(data)
     with device_context(device):
         return device_module(device).array(data, dtype=dtype, copy=True)
 

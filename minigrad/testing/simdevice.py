@@ -317,9 +317,8 @@ class _Generator:
 def _to_device(data, dtype=None, copy=True, order="K", **kwargs):
     """``sim.asarray`` / ``sim.array``: the explicit host-to-device copy (device arrays pass through)."""
     if data.__class__ is ndarray:
-        if data._dev != _current():
-            raise ValueError(f"sim.asarray: the array is on sim:{data._dev} but the current device is "
-                             f"sim:{_current()}; copy between devices through the host explicitly")
+        if data._dev != _current():  # CuPy copies an array from another GPU onto the current one
+            return ndarray(data._a.astype(dtype or data.dtype, copy=True), _current())
         out = data._a.astype(dtype, copy=copy) if dtype is not None else (data._a.copy() if copy else data._a)
         return ndarray(out, _current())
     if isinstance(data, (list, tuple)) and any(d.__class__ is ndarray for d in data):
