@@ -5,11 +5,12 @@ refuse everything CuPy refuses, and more strictly:
 
 - ``np.asarray(x)`` / ``__array__`` raise ``TypeError`` as CuPy does: only ``x.get()`` or ``mg.backend.to_numpy``
   bring data to the host;
-- mixing with host arrays raises (``x + np_array``, NumPy arrays as indices, assigned values or ``out=``);
-  Python and NumPy scalars are fine, as in CuPy;
+- mixing with host arrays raises (``x + np_array``, ``np.add(np_array, x)``, host values assigned into a device
+  array, ``out=``); Python and NumPy scalars are fine and NumPy index arrays are copied over, as in CuPy;
 - like CuPy, new arrays land on the *current* device (``sim.cuda.Device(i)``, default 0), and an array used
   while another device is current raises (CuPy without peer access), so code that forgets the device context
-  fails here instead of silently computing on GPU 0.
+  fails here instead of silently computing on GPU 0; views (reshape, transpose, basic slicing) launch no
+  kernel and work from any device, as in CuPy.
 
 ``install()`` registers the ``"sim"`` device kind with ``minigrad.backend``; ``MINIGRAD_TEST_DEVICE=sim`` makes
 the test suite's ``device`` fixture use it. Only NumPy functions are mirrored; whether CuPy has them is the
