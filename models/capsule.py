@@ -10,7 +10,7 @@ import math
 
 import minigrad as mg
 from minigrad import backend
-from minigrad.core import Function, Tensor, as_tensor
+from minigrad.core import Function, Tensor, as_tensor, on_inputs_device
 from minigrad.nn import Module, Parameter
 
 VARIANTS = ("sabour", "su", "kmeans")
@@ -258,6 +258,7 @@ def capsule_lengths(v):
     return mg.norm(as_tensor(v), axis=-1)
 
 
+@on_inputs_device
 def capsule_margin_loss(lengths, targets, m_plus=0.9, m_minus=0.1, lam=0.5, reduction="mean"):
     """Σ_k T_k·max(0, m⁺ − ‖v_k‖)² + λ(1 − T_k)·max(0, ‖v_k‖ − m⁻)², averaged over the batch.
 

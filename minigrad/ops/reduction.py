@@ -1,6 +1,6 @@
 """Reductions with NumPy's ``axis=``/``keepdims=``: sum, mean, max, min, var, std, logsumexp, norm."""
 from minigrad import backend
-from minigrad.core import Function, Tensor, as_tensor
+from minigrad.core import Function, Tensor, as_tensor, on_inputs_device
 from minigrad.ops.shape import broadcast_to, reshape
 
 
@@ -153,6 +153,7 @@ def logsumexp(x, axis=None, keepdims=False):
     return LogSumExp(_axes(axis, x.ndim, "logsumexp"), keepdims)(x)
 
 
+@on_inputs_device
 def argmax(x, axis=None, keepdims=False):
     """Indices of the maxima (an integer tensor, no gradient)."""
     x = as_tensor(x)
@@ -160,6 +161,7 @@ def argmax(x, axis=None, keepdims=False):
     return Tensor(_xp(x.data).argmax(x.data, axis=axis, keepdims=keepdims))
 
 
+@on_inputs_device
 def argmin(x, axis=None, keepdims=False):
     x = as_tensor(x)
     axis = None if axis is None else backend.normalize_axis(axis, x.ndim, "argmin")
