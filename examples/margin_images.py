@@ -24,7 +24,7 @@ NAME = "margin_images"
 DESCRIPTION = "MLP + softmax / AM-Softmax / A-Softmax / ArcFace on seen classes; retrieval among unseen classes"
 LOSS_ARGS = {"softmax": {}, "am": {"m": 0.35}, "a": {"m": 4}, "arcface": {"m": 0.5}}
 LOSS_NAMES = {"softmax": "softmax (cosine)", "am": "AM-Softmax", "a": "A-Softmax", "arcface": "ArcFace"}
-LOADERS = {"fashion": load_fashion_mnist, "mnist": load_mnist, "digits": load_digits}
+LOADERS = {"fashion": load_fashion_mnist, "mnist": load_mnist, "digits": lambda download: load_digits()}
 
 
 def load_images(dataset):
@@ -32,10 +32,10 @@ def load_images(dataset):
     order = [dataset] if dataset != "auto" else ["mnist", "fashion"]
     for name in order:
         try:
-            d = LOADERS[name]()
+            d = LOADERS[name](download=True)
             break
         except DatasetNotFound as e:
-            print(f"{NAME}: {name} is not installed ({e}); trying the next dataset")
+            print(f"{NAME}: {name} is not available ({e}); trying the next dataset")
     else:
         name, d = "digits", load_digits()
         print(f"{NAME}: NOTICE: falling back to the small 8x8 digits dataset")
