@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 from examples import DEMO, discover
+from _common import device_arg
 from minigrad.data import DATASETS, DownloadError, download
 
 
@@ -39,7 +40,7 @@ def main(argv=None):
                            f"train {DEMO} in full, then a quick tour of every other example")
         if name == "run":
             p.add_argument("name")
-        p.add_argument("--device", default="cpu")
+        p.add_argument("--device", default="cpu", type=device_arg, help="cpu, cuda or cuda:N")
         p.add_argument("--quick", action="store_true", help="seconds-long smoke run")
         p.add_argument("--out", default="runs")
         p.add_argument("--seed", type=int, default=0)

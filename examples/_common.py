@@ -14,10 +14,21 @@ import numpy as np
 import minigrad as mg
 
 
+def device_arg(text):
+    """argparse type of --device: "cpu", "cuda" or "cuda:N", checked against this machine, so that a bad value is a
+    one-line usage error before anything runs."""
+    from minigrad import backend
+    try:
+        backend.parse_device(text)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
 def parser(description):
     """An argument parser with the options every example takes: --device, --quick, --out and --seed."""
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", type=device_arg, help="cpu, cuda or cuda:N")
     p.add_argument("--quick", action="store_true", help="seconds-long smoke run")
     p.add_argument("--out", default=None, help="output folder (default: runs/NAME)")
     p.add_argument("--seed", type=int, default=0)

@@ -94,7 +94,8 @@ class Tagger(nn.Module):
         self.crf = CRF(num_tags) if head == "crf" else None
 
     def forward(self, ids, mask):
-        x = self.embed(mg.tensor(ids)) * mg.tensor(mask[:, :, None].astype(np.float32))  # padding stays 0
+        dev = self.embed.weight.device  # padding stays 0: the mask zeroes its embeddings
+        x = self.embed(mg.tensor(ids, device=dev)) * mg.tensor(mask[:, :, None].astype(np.float32), device=dev)
         if self.encoder == "conv":
             x = mg.relu(self.conv1(x.mT))
             x = mg.relu(self.conv2(x)).mT
@@ -105,7 +106,7 @@ class Tagger(nn.Module):
         if self.crf is not None:
             return self.crf.nll(em, tags, mask, reduction="token_mean")
         target = np.where(mask, tags, -100)
-        return mg.cross_entropy(em.mT, mg.tensor(target))  # (B, K, T) logits, padding ignored
+        return mg.cross_entropy(em.mT, mg.tensor(target, device=em.device))  # (B, K, T) logits, padding ignored
 
 
 def decode(model, ids, mask, grammar=None):
@@ -119,7 +120,7 @@ def decode(model, ids, mask, grammar=None):
             if grammar is None:
                 return np.where(mask, em.numpy().argmax(axis=2), -1)
             K = em.shape[2]
-            g, s, e = mg.zeros(K, K), None, None
+            g, s, e = mg.zeros(K, K, device=em.device), None, None
         allowed = {} if grammar is None else dict(zip(("allowed", "allowed_start", "allowed_end"), grammar))
         return viterbi_decode(em, g, mask, s, e, **allowed)[0].numpy()
 
@@ -198,8 +199,6 @@ def run(device="cpu", quick=False, out_dir=None, seed=0, task="seg", epochs=None
     if threads is not None:
         with blas_threads(threads):
             return run(device, quick, out_dir, seed, task, epochs, limit, None, encoder, **kw)
-    if device != "cpu":
-        print(f"{NAME}: runs on the CPU (the model is small); --device {device} ignored")
     out = output_dir(out_dir, NAME + ("" if task == "seg" else f"_{task}")
                      + ("" if encoder == "conv" else f"_{encoder}"))
     cfg = TASKS[task]
@@ -224,7 +223,7 @@ def run(device="cpu", quick=False, out_dir=None, seed=0, task="seg", epochs=None
     curves = {}
     for head in ("softmax", "crf"):
         mg.manual_seed(seed)
-        model = Tagger(len(vocab), len(cfg["tags"]), head, encoder=encoder, **sizes)
+        model = Tagger(len(vocab), len(cfg["tags"]), head, encoder=encoder, **sizes).to(device)
         t0 = time.perf_counter()
         curves[head] = train(model, train_data, vocab, cfg, epochs, batch_size=64, lr=3e-3, seed=seed)
         secs = time.perf_counter() - t0

@@ -31,3 +31,22 @@ def test_example_quick(name, tmp_path, monkeypatch):
         pytest.skip(f"the data sets could not be downloaded here: {os.environ[DOWNLOAD_FAILED]} ({e})")
     results = json.loads((tmp_path / name / "results.json").read_text())
     assert results, f"{name} returned no metrics"
+
+
+@pytest.mark.parametrize("argv", [["run", "gan_dirac", "--device", "gpu"], ["demo", "--device", "cuda:x"]])
+def test_a_bad_device_is_a_one_line_usage_error(argv, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2 and err[-1].startswith("python -m examples") and "argument --device:" in err[-1]
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_every_example_passes_its_device_on(name):
+    """run(device=...) must put the work on that device: the argument is passed on to calls, not only recorded."""
+    import inspect
+    import re
+    body = inspect.getsource(discover()[name].run).split(")", 1)[1]
+    calls = [line for line in body.splitlines() if re.search(r"device=device|\.to\(device\)|[(,] ?device[,)]", line)
+             and "return run(" not in line]
+    assert calls, f"{name}.run accepts device but never passes it on"
