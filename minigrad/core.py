@@ -301,6 +301,15 @@ def _key(t):
     return id(t) if t.creator is None else (id(t.creator), t.index)
 
 
+def _forward_got_tensor(fn, error):
+    """The message when a Tensor turns up inside ``forward`` (or is returned by it): the PyTorch habit of computing
+    on Tensors there. Here forward receives raw arrays and returns arrays; Tensors are for backward."""
+    return (f"{type(fn).__name__}.forward met a Tensor ({error}): forward receives NumPy/CuPy arrays and must return "
+            f"arrays (compute with xp = minigrad.backend.get_array_module(x), not minigrad ops; keep Tensors "
+            f"for backward). Unlike torch.autograd.Function there is no ctx and no .apply: call the op, "
+            f"{type(fn).__name__}(...)(x), and read inputs in backward as self.inputs")
+
+
 class Function:
     """Base class of every op: ``forward`` on arrays, ``backward`` on Tensors.
 
@@ -324,9 +333,14 @@ class Function:
         xs = [x.data for x in inputs]
         if len(xs) > 1 and backend.cp is not None:
             _check_devices(self, xs)
-        ys = self.forward(*xs)
-        single = ys.__class__ is not tuple
-        outputs = [Tensor(ys)] if single else [Tensor(y) for y in ys]
+        try:
+            ys = self.forward(*xs)
+            single = ys.__class__ is not tuple
+            outputs = [Tensor(ys)] if single else [Tensor(y) for y in ys]
+        except TypeError as e:
+            if "Tensor" not in str(e):
+                raise
+            raise TypeError(_forward_got_tensor(self, e)) from e
         if _Config.anomaly:
             _check_finite(self, [o.data for o in outputs], "forward")
         if _Config.grad_enabled:
