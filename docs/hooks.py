@@ -1,10 +1,16 @@
 """MkDocs hook: pages may link to the code they explain (``../../models/crf.py``). Such links point outside
 ``docs/``; this hook publishes each linked source file as a page and points the link there, so
-``mkdocs build --strict`` still fails on a link to a file that does not exist."""
+``mkdocs build --strict`` still fails on a link to a file that does not exist.
+
+It also renders the math at build time: every ``\\( \\)`` / ``\\[ \\]`` formula (marked by pymdownx.arithmatex)
+becomes MathML (latex2mathml, in the ``docs`` extra), which browsers draw natively, so the built site reads
+the same with no network: no script is fetched at view time. A formula that cannot be converted fails the build."""
+import html
 import posixpath
 import re
 from pathlib import Path
 
+from mkdocs.exceptions import PluginError
 from mkdocs.structure.files import File
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,3 +68,46 @@ def on_page_markdown(markdown, page, config, files):
         return f"]({new}{anchor})"
 
     return LINK.sub(fix, markdown)
+
+
+MATH = re.compile(r'<(span|div) class="arithmatex">(.*?)</\1>', re.S)
+DELIMITERS = (("\\(", "\\)"), ("\\[", "\\]"), ("$$", "$$"))
+
+
+def _latex(body):
+    """The TeX inside arithmatex's delimiters."""
+    body = html.unescape(body).strip()
+    for start, end in DELIMITERS:
+        if body.startswith(start) and body.endswith(end):
+            return body[len(start):-len(end)].strip()
+    return body
+
+
+def on_page_content(content, page, config, files):
+    try:
+        from latex2mathml.converter import convert
+    except ImportError:
+        raise PluginError("the docs render math at build time with latex2mathml: pip install -e '.[docs]'") from None
+
+    def render(m):
+        tag, tex = m.group(1), _latex(m.group(2))
+        try:
+            mathml = convert(tex, display="block" if tag == "div" else "inline")
+        except Exception as e:
+            raise PluginError(f"{page.file.src_uri}: cannot render {tex!r} as MathML "
+                              f"({type(e).__name__}: {e})") from None
+        return f'<{tag} class="math">{mathml}</{tag}>'
+
+    def retitle(items):  # the table of contents repeats the headings' TeX raw, outside the page's content
+        for item in items:
+            item.title = INLINE.sub(lambda m: render_inline(m.group(1)), html.unescape(item.title))
+            retitle(item.children)
+
+    def render_inline(tex):
+        return f'<span class="math">{convert(tex.strip(), display="inline")}</span>'
+
+    retitle(page.toc)
+    return MATH.sub(render, content)
+
+
+INLINE = re.compile(r"\\\((.+?)\\\)")
