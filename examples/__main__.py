@@ -1,12 +1,16 @@
 """The launcher: ``python -m examples list | download [NAME...] | run NAME [--device cpu|cuda] [--quick] | demo``."""
 import argparse
+import datetime
 import json
+import os
+import platform
+import re
 import sys
 import time
 from pathlib import Path
 
 from examples import DEMO, discover
-from _common import device_arg
+from _common import device_arg, figures
 from minigrad.data import DATASETS, DownloadError, download
 
 
@@ -17,14 +21,64 @@ def _headline(metrics):
 
 
 def run_one(module, args, quick):
+    """Run one example; a quick run is a smoke run (no figures, "smoke_run": true in results.json) unless the
+    example says its quick configuration shows its headline (QUICK_SHOWS_HEADLINE) and this run's numbers do."""
     out = Path(args.out) / module.NAME
     out.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    metrics = module.run(device=args.device, quick=quick, out_dir=str(out), seed=args.seed)
+    start, cpu = time.perf_counter(), time.process_time()
+    designed = not quick or getattr(module, "QUICK_SHOWS_HEADLINE", False)
+    with figures(designed) as written:
+        metrics = module.run(device=args.device, quick=quick, out_dir=str(out), seed=args.seed)
     metrics = dict(metrics or {})
     metrics.setdefault("seconds", round(time.perf_counter() - start, 1))
+    metrics["cpu_seconds"] = round(time.process_time() - cpu, 1)
+    shown, numbers = module.headline(metrics) if hasattr(module, "headline") else (None, _headline(metrics))
+    metrics["headline"] = {"claim": getattr(module, "HEADLINE", None), "shown": shown, "numbers": numbers}
+    if quick and not (designed and shown):
+        metrics["smoke_run"] = True
+        for path in written:  # the numbers did not show the effect: its picture would mislead
+            os.remove(path)
     (out / "results.json").write_text(json.dumps(metrics, indent=2, default=float))
     return metrics
+
+
+def machine():
+    """This computer in a few words: CPU model, core count, OS, Python."""
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} cores, {platform.system()}, Python {platform.python_version()}"
+
+
+def demo_table(rows, wall, cpu, device):
+    """The demo's summary as Markdown: one row per example, then the machine, the date and the totals."""
+    lines = ["| example | run | headline | measured | seconds |", "|---|---|---|---|---|"]
+    for name, mode, m in rows:
+        if mode == "FAILED":
+            lines.append(f"| {name} | FAILED | | {m} | |")
+            continue
+        h = m["headline"]
+        claim = h["claim"] or ""
+        claim += "" if h["shown"] is None else (" — shown" if h["shown"] else " — not shown")
+        lines.append(f"| {name} | {mode} | {claim} | {h['numbers']} | {m['seconds']:.0f} |")
+    day = datetime.date.today().isoformat()
+    lines.append("")
+    lines.append(f"Measured {day} on {machine()}, device {device}: the whole demo took {wall / 60:.1f} min "
+                 f"({cpu / 60:.1f} min of CPU time in the demo's process).")
+    return "\n".join(lines)
+
+
+def update_readme(table, path="README.md"):
+    """Put ``table`` between the README's demo markers."""
+    text = Path(path).read_text(encoding="utf-8")
+    new, n = re.subn(r"(<!-- demo-table:start -->\n).*?(<!-- demo-table:end -->)",
+                     lambda m: m.group(1) + table + "\n" + m.group(2), text, flags=re.S)
+    if n != 1:
+        raise SystemExit(f"{path}: no <!-- demo-table:start --> ... <!-- demo-table:end --> block to fill")
+    Path(path).write_text(new, encoding="utf-8")
 
 
 def main(argv=None):
@@ -44,6 +98,8 @@ def main(argv=None):
         p.add_argument("--quick", action="store_true", help="seconds-long smoke run")
         p.add_argument("--out", default="runs")
         p.add_argument("--seed", type=int, default=0)
+        if name == "demo":
+            p.add_argument("--readme", action="store_true", help="write the summary table into README.md")
     args = parser.parse_args(argv)
     unknown = [n for n in getattr(args, "names", []) if n not in DATASETS]
     if unknown:
@@ -72,18 +128,21 @@ def main(argv=None):
         metrics = run_one(examples[args.name], args, args.quick)
         print(json.dumps(metrics, indent=2, default=float))
         return 0
-    rows = []
+    rows, start, cpu = [], time.perf_counter(), time.process_time()
     order = [DEMO] + [n for n in examples if n != DEMO] if DEMO in examples else list(examples)
     for name in order:
         quick = args.quick or name != DEMO
-        print(f"\n=== {name} ({'quick' if quick else 'full'}) ===")
+        print(f"\n=== {name} ({'quick' if quick else 'full'}) ===", flush=True)
         try:
-            rows.append((name, "quick" if quick else "full", _headline(run_one(examples[name], args, quick))))
+            m = run_one(examples[name], args, quick)
+            rows.append((name, "smoke run" if m.get("smoke_run") else "quick" if quick else "full", m))
         except Exception as e:  # one broken example must not hide the others' results
             rows.append((name, "FAILED", f"{type(e).__name__}: {e}"))
-    print("\n| example | mode | result |\n|---|---|---|")
-    for r in rows:
-        print(f"| {r[0]} | {r[1]} | {r[2]} |")
+    table = demo_table(rows, time.perf_counter() - start, time.process_time() - cpu, args.device)
+    print("\n" + table)
+    Path(args.out, "demo.md").write_text(table + "\n", encoding="utf-8")
+    if args.readme:
+        update_readme(table)
     return 1 if any(r[1] == "FAILED" for r in rows) else 0
 
 

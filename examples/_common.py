@@ -55,11 +55,29 @@ def pyplot():
     return plt
 
 
+_figures = {"write": True, "written": []}
+
+
+@contextlib.contextmanager
+def figures(write):
+    """Within, ``save_figure`` writes files only when ``write`` (a smoke run's figures would show noise); yields
+    the list of files written inside."""
+    saved, _figures["write"], _figures["written"] = dict(_figures), bool(write), []
+    try:
+        yield _figures["written"]
+    finally:
+        _figures.update(saved)
+
+
 def save_figure(fig, path, dpi=110):
-    """Save ``fig`` to ``path`` and close it; returns the path as a string."""
+    """Save ``fig`` to ``path`` and close it; returns the path as a string (None when figures are off)."""
     import matplotlib.pyplot as plt
+    if not _figures["write"]:
+        plt.close(fig)
+        return None
     fig.savefig(path, dpi=dpi)
     plt.close(fig)
+    _figures["written"].append(str(path))
     return str(path)
 
 

@@ -29,6 +29,17 @@ from _common import blas_threads, output_dir, parser, pyplot, save_figure, save_
 
 NAME = "crf_segmentation"
 DESCRIPTION = "Chinese word segmentation (BMES) on People's Daily: conv net + CRF vs per-character softmax"
+HEADLINE = "the CRF beats a per-character softmax"
+QUICK_SHOWS_HEADLINE = True
+
+
+def headline(m):
+    """(shown, numbers) for the demo table."""
+    crf, soft = m["models"]["crf"], m["models"]["softmax"]
+    return (crf["f1"] > soft["f1"],
+            f"{m['unit']} F1 CRF {crf['f1']:.3f} vs softmax {soft['f1']:.3f}; illegal tag pairs "
+            f"{100 * crf['illegal_transition_share']:.0f}% vs {100 * soft['illegal_transition_share']:.0f}% "
+            f"({m['train_sentences']} training sentences)")
 PUNCT = set("，。！？；：、,.!?;:")
 TASKS = {
     "seg": dict(load=load_peoples_daily_seg, tags=list("BMES"), scheme="BMES", boundary="S", unit="word"),

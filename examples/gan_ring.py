@@ -17,6 +17,15 @@ from _common import blas_threads, output_dir, parser, pyplot, save_figure, save_
 
 NAME = "gan_ring"
 DESCRIPTION = "MLP GAN on a ring of 8 Gaussians: mode coverage and sample quality with R1 / EMA / cascading rejection"
+HEADLINE = "R1 covers more ring modes than the baseline"
+QUICK_SHOWS_HEADLINE = False
+
+
+def headline(m):
+    """(shown, numbers) for the demo table."""
+    base, r1 = m.get("modes_baseline"), m.get("modes_r1")
+    shown = base is not None and r1 is not None and r1 > base
+    return shown, ", ".join(f"{k[6:]} {v:g}/8" for k, v in m.items() if k.startswith("modes_")) + " modes covered"
 
 VARIANTS = {  # name: (R1 γ, EMA, number of cascaded scores K)
     "baseline": (0.0, False, 1),
