@@ -30,7 +30,8 @@ def on_config(config):
     docs = ROOT / "docs"
     pages = lambda folder: [{_title(p): f"{folder}/{p.name}"} for p in sorted((docs / folder).glob("*.md"))]
     config["nav"] = [{"Home": "index.md"}, {"Guided tour": pages("tour")},
-                     {"Coming from PyTorch": "pytorch.md"}, {"Architecture": "architecture.md"}, {"Testing": "testing.md"},
+                     {"Coming from PyTorch": "pytorch.md"}, {"Architecture": "architecture.md"},
+                     {"Testing": "testing.md"},
                      {"Derivations": pages("derivations")}, {"Results": "results.md"},
                      {"Benchmarks": "benchmarks.md"}]
     if (docs / "benchmarks-cuda.md").exists():

@@ -32,6 +32,7 @@ def run_one(module, args, quick):
     metrics = dict(metrics or {})
     metrics.setdefault("seconds", round(time.perf_counter() - start, 1))
     metrics["cpu_seconds"] = round(time.process_time() - cpu, 1)
+    metrics["quick"] = quick
     shown, numbers = module.headline(metrics) if hasattr(module, "headline") else (None, _headline(metrics))
     metrics["headline"] = {"claim": getattr(module, "HEADLINE", None), "shown": shown, "numbers": numbers}
     if quick and not (designed and shown):
