@@ -3,8 +3,9 @@
     python docs/check_offline.py SITE_DIR      (after: mkdocs build -d SITE_DIR; needs the system's chromium)
 
 For the home page and one derivation page it reads the DOM Chromium produced and checks that no raw TeX
-delimiter (\\( or \\[) is left in the text a reader sees (code blocks aside), that the page holds MathML when its
-source has math, and that nothing was fetched from the network (every host name fails to resolve). It also
+delimiter (\\(, \\[, $$) is left in the text a reader sees (code blocks aside), that the page holds MathML when
+its source has math, and that nothing was fetched from the network (every host name fails to resolve). Every
+other built page (source listings aside) is scanned for raw TeX without a browser. It also
 saves a screenshot of each page next to it (``*.offline.png``) for a look by eye. Exit status 0 when all pass.
 """
 import html.parser
@@ -37,6 +38,28 @@ class VisibleText(html.parser.HTMLParser):
     def handle_data(self, data):
         if not self.depth:
             self.parts.append(data)
+
+
+RAW = ("\\(", "\\[", "$$", "\\begin{", "\\frac")
+
+
+def raw_tex(prose):
+    """The TeX markers found in a page's visible prose."""
+    return [d for d in RAW if d in prose]
+
+
+def static_scan(site):
+    """Every built page but the source listings: (page, markers) where raw TeX is left in the prose."""
+    out = []
+    for page in sorted(Path(site).rglob("*.html")):
+        if "source" in page.relative_to(site).parts:
+            continue
+        text = VisibleText()
+        text.feed(page.read_text(encoding="utf-8"))
+        found = raw_tex("".join(text.parts))
+        if found:
+            out.append((page.relative_to(site).as_posix(), found))
+    return out
 
 
 def browser():
@@ -74,7 +97,7 @@ def main(site):
             text = VisibleText()
             text.feed(dom)
             prose = "".join(text.parts)
-            raw = [d for d in ("\\(", "\\[", "\\begin{") if d in prose]
+            raw = raw_tex(prose)
             if raw:
                 at = prose.index(raw[0])
                 failures.append(f"{rel}: raw TeX visible ({raw[0]!r}): ...{prose[max(0, at - 60):at + 60]!r}...")
@@ -82,6 +105,8 @@ def main(site):
                 failures.append(f"{rel}: no MathML element in the rendered page")
             print(f"check_offline: {rel}: {text.math} MathML formulas, "
                   f"{'raw TeX visible' if raw else 'no raw TeX visible'} ({exe}, offline)")
+    for rel, found in static_scan(Path(site).resolve()):
+        failures.append(f"{rel}: raw TeX {found} in the built HTML")
     for f in failures:
         print(f"check_offline: FAIL {f}")
     return 1 if failures else 0

@@ -90,25 +90,30 @@ def on_page_content(content, page, config, files):
     except ImportError:
         raise PluginError("the docs render math at build time with latex2mathml: pip install -e '.[docs]'") from None
 
-    def render(m):
-        tag, tex = m.group(1), _latex(m.group(2))
+    def mathml(tex, block):
         try:
-            mathml = convert(tex, display="block" if tag == "div" else "inline")
+            return convert(tex.strip(), display="block" if block else "inline")
         except Exception as e:
             raise PluginError(f"{page.file.src_uri}: cannot render {tex!r} as MathML "
                               f"({type(e).__name__}: {e})") from None
-        return f'<{tag} class="math">{mathml}</{tag}>'
 
     def retitle(items):  # the table of contents repeats the headings' TeX raw, outside the page's content
         for item in items:
-            item.title = INLINE.sub(lambda m: render_inline(m.group(1)), html.unescape(item.title))
+            item.title = INLINE.sub(lambda m: f'<span class="math">{mathml(m.group(1), False)}</span>',
+                                    html.unescape(item.title))
             retitle(item.children)
 
-    def render_inline(tex):
-        return f'<span class="math">{convert(tex.strip(), display="inline")}</span>'
+    def loose_blocks(part):  # $$ … $$ that arithmatex left alone (display math inside list items)
+        return DISPLAY.sub(lambda m: f'<span class="math">{mathml(html.unescape(m.group(1)), True)}</span>', part)
 
     retitle(page.toc)
-    return MATH.sub(render, content)
+    content = SPLIT_DISPLAY.sub(lambda m: f'<span class="math">{mathml(_latex(m.group(1)), True)}</span>', content)
+    content = MATH.sub(lambda m: f'<{m.group(1)} class="math">{mathml(_latex(m.group(2)), m.group(1) == "div")}'
+                                 f'</{m.group(1)}>', content)
+    return "".join(p if CODE.fullmatch(p) else loose_blocks(p) for p in CODE.split(content))
 
 
 INLINE = re.compile(r"\\\((.+?)\\\)")
+SPLIT_DISPLAY = re.compile(r'\$<span class="arithmatex">(.*?)</span>\$', re.S)  # $$…$$ inside a paragraph
+DISPLAY = re.compile(r"\$\$(.+?)\$\$", re.S)
+CODE = re.compile(r"(<pre\b.*?</pre>|<code\b.*?</code>)", re.S)
