@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-PAGES = ("index.html", "derivations/crf/index.html")
+PAGES = ("index.html", "derivations/crf.html")
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 
 
