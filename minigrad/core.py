@@ -434,6 +434,15 @@ def _key(t):
     return id(t) if t.creator is None else (id(t.creator), t.index)
 
 
+def _forward_got_tensor(fn, error):
+    """The message when a Tensor turns up inside ``forward`` (or is returned by it): the PyTorch habit of computing
+    on Tensors there. Here forward receives raw arrays and returns arrays; Tensors are for backward."""
+    return (f"{type(fn).__name__}.forward met a Tensor ({error}): forward receives NumPy/CuPy arrays and must return "
+            f"arrays (compute with xp = minigrad.backend.get_array_module(x), not minigrad ops; keep Tensors "
+            f"for backward). Unlike torch.autograd.Function there is no ctx and no .apply: call the op, "
+            f"{type(fn).__name__}(...)(x), and read inputs in backward as self.inputs")
+
+
 class Function:
     """Base class of every op: ``forward`` on arrays, ``backward`` on Tensors.
 
@@ -458,13 +467,18 @@ class Function:
         xs = [x.data for x in inputs]
         if len(xs) > 1 and backend.multi_device:
             _check_devices(self, xs)
-        if xs and xs[0].__class__ is not _ndarray and backend.multi_device:
-            with backend.device_scope(xs[0]):  # kernels and new arrays on the inputs' device, not the current one
+        try:
+            if xs and xs[0].__class__ is not _ndarray and backend.multi_device:
+                with backend.device_scope(xs[0]):  # kernels and new arrays on the inputs' device, not the current one
+                    ys = self.forward(*xs)
+            else:
                 ys = self.forward(*xs)
-        else:
-            ys = self.forward(*xs)
-        single = ys.__class__ is not tuple
-        outputs = [Tensor(ys)] if single else [Tensor(y) for y in ys]
+            single = ys.__class__ is not tuple
+            outputs = [Tensor(ys)] if single else [Tensor(y) for y in ys]
+        except TypeError as e:
+            if "Tensor" not in str(e):
+                raise
+            raise TypeError(_forward_got_tensor(self, e)) from e
         if _anomaly():
             _check_finite(self, [o.data for o in outputs], "forward")
         if _grad_enabled():

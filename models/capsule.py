@@ -9,6 +9,7 @@ with ⟨û, s/‖s‖⟩ and squashes only the output, as the fixed-point iterat
 import math
 
 import minigrad as mg
+from minigrad.aliases import torch_names
 from minigrad import backend
 from minigrad.core import Function, Tensor, as_tensor, on_inputs_device
 from minigrad.nn import Module, Parameter
@@ -73,6 +74,7 @@ class Squash(Function):
         return Tensor(_squash_backward(self.inputs[0].data, gy.data, self.c, self.eps, self.axis))
 
 
+@torch_names
 def squash(x, axis=-1, eps=EPS, c=1.0):
     """‖x‖²/(c+‖x‖²) · x/‖x‖ (Sabour: c = 1, Su: c = 0.5). ``eps`` only guards the division by ‖x‖
     (written x·q/((c+q)√(q+ε))), so value and gradient are 0 at x = 0 and the value is exact elsewhere."""
@@ -83,6 +85,7 @@ def squash(x, axis=-1, eps=EPS, c=1.0):
     return Squash(backend.normalize_axis(axis, x.ndim, "squash"), c, eps)(x)
 
 
+@torch_names
 def squash_composed(x, axis=-1, eps=EPS, c=1.0):
     """The same map from minigrad ops (reference; differentiable to any order)."""
     x = as_tensor(x)

@@ -1,4 +1,5 @@
 """Softmax family and losses. Losses follow PyTorch's defaults (``reduction="mean"``)."""
+from minigrad.aliases import torch_names
 from minigrad import backend
 from minigrad.core import Function, Tensor, as_tensor, on_inputs_device
 from minigrad.ops.reduction import _axes, _quiet, mean, sum
@@ -53,11 +54,13 @@ class LogSoftmax(Function):
         return gy - exp(self.output()) * sum(gy, self.axis, keepdims=True)
 
 
+@torch_names
 def softmax(x, axis=-1):
     x = as_tensor(x)
     return Softmax(_axes(axis, x.ndim, "softmax"))(x)
 
 
+@torch_names
 def log_softmax(x, axis=-1):
     x = as_tensor(x)
     return LogSoftmax(_axes(axis, x.ndim, "log_softmax"))(x)

@@ -1,4 +1,5 @@
 """Reductions with NumPy's ``axis=``/``keepdims=``: sum, mean, max, min, var, std, logsumexp, norm."""
+from minigrad.aliases import torch_names
 from minigrad import backend
 from minigrad.core import Function, Tensor, as_tensor, on_inputs_device
 from minigrad.ops.shape import broadcast_to, reshape
@@ -107,11 +108,13 @@ class _quiet:
             self.np.seterr(**self.saved)
 
 
+@torch_names
 def sum(x, axis=None, keepdims=False):
     x = as_tensor(x)
     return Sum(_axes(axis, x.ndim, "sum"), keepdims)(x)
 
 
+@torch_names
 def mean(x, axis=None, keepdims=False):
     x = as_tensor(x)
     axes = _axes(axis, x.ndim, "mean")
@@ -121,17 +124,20 @@ def mean(x, axis=None, keepdims=False):
     return sum(x, axes, keepdims) * (1.0 / n if n else float("nan"))
 
 
+@torch_names
 def max(x, axis=None, keepdims=False):
     """Largest values (NumPy's ``max``: values only; use ``argmax`` for indices)."""
     x = as_tensor(x)
     return Max(_axes(axis, x.ndim, "max"), keepdims, "max")(x)
 
 
+@torch_names
 def min(x, axis=None, keepdims=False):
     x = as_tensor(x)
     return Max(_axes(axis, x.ndim, "min"), keepdims, "min")(x)
 
 
+@torch_names
 def var(x, axis=None, keepdims=False, ddof=0):
     """Variance with NumPy's ``ddof`` (0 = population variance)."""
     x = as_tensor(x)
@@ -143,16 +149,19 @@ def var(x, axis=None, keepdims=False, ddof=0):
     return sum(d * d, axes, keepdims) * (1.0 / (n - ddof) if n > ddof else float("nan"))
 
 
+@torch_names
 def std(x, axis=None, keepdims=False, ddof=0):
     from minigrad.ops.elementwise import sqrt
     return sqrt(var(x, axis, keepdims, ddof))
 
 
+@torch_names
 def logsumexp(x, axis=None, keepdims=False):
     x = as_tensor(x)
     return LogSumExp(_axes(axis, x.ndim, "logsumexp"), keepdims)(x)
 
 
+@torch_names
 @on_inputs_device
 def argmax(x, axis=None, keepdims=False):
     """Indices of the maxima (an integer tensor, no gradient)."""
@@ -161,6 +170,7 @@ def argmax(x, axis=None, keepdims=False):
     return Tensor(_xp(x.data).argmax(x.data, axis=axis, keepdims=keepdims))
 
 
+@torch_names
 @on_inputs_device
 def argmin(x, axis=None, keepdims=False):
     x = as_tensor(x)
@@ -191,6 +201,7 @@ class Norm2(Function):
         return where(zero, 0.0, x / safe) * gy
 
 
+@torch_names
 def norm(x, ord=2, axis=None, keepdims=False):
     """Vector p-norm over ``axis`` (all elements by default): ord 2, 1, inf, -inf or any p > 0."""
     from minigrad.ops.elementwise import abs as _abs

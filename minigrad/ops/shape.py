@@ -1,4 +1,5 @@
 """Ops that move, copy or select elements: reshape, transpose, broadcast, indexing, concatenation, padding."""
+from minigrad.aliases import torch_names
 from minigrad import backend
 from minigrad.core import Function, Tensor, as_tensor
 
@@ -130,6 +131,7 @@ def unbroadcast(g, x):
     return g if g.shape == x.shape else SumTo(x.shape)(g)
 
 
+@torch_names
 def squeeze(x, axis=None):
     """Drop size-1 axes (all of them, or ``axis``)."""
     x = as_tensor(x)
@@ -144,6 +146,7 @@ def squeeze(x, axis=None):
     return reshape(x, shape)
 
 
+@torch_names
 def unsqueeze(x, axis):
     """Insert a size-1 axis at ``axis`` (NumPy's ``expand_dims``)."""
     x = as_tensor(x)
@@ -235,6 +238,7 @@ class Concatenate(Function):
         return split(gy, bounds, axis=self.axis)
 
 
+@torch_names
 def concatenate(tensors, axis=0):
     """Join tensors along an existing axis (``torch.cat``)."""
     tensors = [as_tensor(t) for t in tensors]
@@ -254,6 +258,7 @@ def concatenate(tensors, axis=0):
 cat = concatenate
 
 
+@torch_names
 def stack(tensors, axis=0):
     """Join tensors of one shape along a new axis."""
     tensors = [as_tensor(t) for t in tensors]
@@ -277,6 +282,7 @@ class Split(Function):
         return Concatenate(self.axis)(*gys)
 
 
+@torch_names
 def split(x, indices_or_sections, axis=0):
     """NumPy's ``split``: a number of equal sections, or the indices where the pieces start."""
     x = as_tensor(x)
