@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 from examples import DEMO, discover
+from _common import run_meta
 
 
 def _headline(metrics):
@@ -21,6 +22,7 @@ def run_one(module, args, quick):
     metrics = module.run(device=args.device, quick=quick, out_dir=str(out), seed=args.seed)
     metrics = dict(metrics or {})
     metrics.setdefault("seconds", round(time.perf_counter() - start, 1))
+    metrics.setdefault("meta", run_meta())
     (out / "results.json").write_text(json.dumps(metrics, indent=2, default=float))
     return metrics
 

@@ -6,7 +6,12 @@ however an example is started.
 """
 import argparse
 import contextlib
+import datetime
 import json
+import os
+import platform
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -31,9 +36,29 @@ def output_dir(out_dir, name):
     return out
 
 
-def save_results(out_dir, metrics):
-    """Write ``metrics`` to ``out_dir``/results.json."""
-    (Path(out_dir) / "results.json").write_text(json.dumps(metrics, indent=2))
+_STARTED = time.time()                                     # this module is imported when an example starts
+
+
+def run_meta():
+    """Where and when a result was measured: date (UTC), machine, CPU count, Python and NumPy versions, the
+    command line and the wall time since the example started."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores ({cpu})",
+            "python": platform.python_version(), "numpy": np.__version__,
+            "command": " ".join(["python"] + sys.argv), "wall_seconds": round(time.time() - _STARTED, 1)}
+
+
+def save_results(out_dir, metrics, name="results.json"):
+    """Write ``metrics`` to ``out_dir``/``name``, with a "meta" entry added to ``metrics`` (``run_meta``) unless it
+    has one, so that the returned metrics carry it too."""
+    metrics.setdefault("meta", run_meta())
+    (Path(out_dir) / name).write_text(json.dumps(metrics, indent=2, default=float))
 
 
 def pyplot():
