@@ -315,7 +315,8 @@ def main():
     if len(channels) != (2 if a.trunk == "seed" else 3):
         p.error(f"--channels: the {a.trunk} trunk takes {2 if a.trunk == 'seed' else 3} widths, got {channels}")
     run(device=a.device, quick=a.quick, out_dir=a.out, seed=a.seed, n_seeds=a.seeds, n_train=a.n_train,
-        epochs=a.epochs, pooling_epochs=a.pooling_epochs, batch_size=a.batch_size, lr=a.lr, channels=channels, trunk_kind=a.trunk, n_test=a.n_test,
+        epochs=a.epochs, pooling_epochs=a.pooling_epochs, batch_size=a.batch_size, lr=a.lr, channels=channels,
+        trunk_kind=a.trunk, n_test=a.n_test,
         n_pairs=a.pairs, heads=heads, w_scale=a.w_scale)
 
 
