@@ -17,6 +17,7 @@ Defaults are the seed's protocol (hours on a CPU); ``--n-train``, ``--epochs``, 
 scale it down, and every setting is saved with the results. Without MNIST the 8×8 digits are used instead.
 Results and their reading: docs/derivations/capsule.md, section 5.
 """
+import copy
 import time
 
 import numpy as np
@@ -127,9 +128,13 @@ def train(model, X, y, epochs, batch_size, lr, seed, device, lam, log, after_epo
 
 
 def initial_lengths(model, X, device):
-    """Mean and minimum class score of an untrained head on a batch: near 1 means squashed capsules that start
-    where the length hardly moves (the stuck heads of derivation §5)."""
-    S = predict(model, X, device)
+    """Mean and minimum class score of an untrained head on a batch, as training sees it (training mode: batch
+    statistics in batch norm; measured on a copy, so the running statistics stay untouched). Near 1 means squashed
+    capsules that start where the length hardly moves (derivation §5)."""
+    probe = copy.deepcopy(model)
+    probe.train()
+    with mg.no_grad():
+        S = probe(mg.tensor(X, device=device)).numpy()
     return {"mean": float(S.mean()), "min": float(S.min())}
 
 
