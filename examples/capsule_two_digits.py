@@ -47,14 +47,20 @@ def two_digit_set(X, y, n, seed):
 # ---- models -----------------------------------------------------------------------------------------------------
 def trunk(channels, small, kind="seed"):
     """The CNN before the head. "seed": conv3(c1)-ReLU-conv3(c1)-ReLU-avgpool2-conv3(c2)-ReLU-conv3(c2)-ReLU as in the
-    seed, 28×28 → 8×8 positions (28×56 → 8×22); "bn": conv5/2(c1)-BN-ReLU-conv3(c2)-BN-ReLU-conv3(c3)-ReLU, the
-    same sizes. 8×8 digits keep their size through padded convolutions (4×4 after the seed's pooling)."""
+    seed (Glorot-uniform kernels), 28×28 → 8×8 positions (28×56 → 8×22); "bn": conv5/2(c1)-BN-ReLU-conv3(c2)-BN-
+    ReLU-conv3(c3)-ReLU, the same sizes. 8×8 digits keep their size through padded convolutions (4×4 after the
+    seed's pooling)."""
     p = 1 if small else 0
     if kind == "seed":
         c1, c2 = channels
-        return nn.Sequential(nn.Conv2d(1, c1, 3, padding=p), nn.ReLU(), nn.Conv2d(c1, c1, 3, padding=p), nn.ReLU(),
-                             nn.AvgPool2d(2), nn.Conv2d(c1, c2, 3, padding=p), nn.ReLU(),
-                             nn.Conv2d(c2, c2, 3, padding=p), nn.ReLU())
+        net = nn.Sequential(nn.Conv2d(1, c1, 3, padding=p), nn.ReLU(), nn.Conv2d(c1, c1, 3, padding=p), nn.ReLU(),
+                            nn.AvgPool2d(2), nn.Conv2d(c1, c2, 3, padding=p), nn.ReLU(),
+                            nn.Conv2d(c2, c2, 3, padding=p), nn.ReLU())
+        for layer in net:                      # Keras's defaults, as in the seed: Glorot-uniform kernels, zero bias
+            if isinstance(layer, nn.Conv2d):   # (the PyTorch-style default starts ~1.7× smaller per layer: slow start)
+                nn.init.xavier_uniform_(layer.weight)
+                nn.init.zeros_(layer.bias)
+        return net
     if kind != "bn":
         raise ValueError(f"trunk: kind must be 'seed' or 'bn', got {kind!r}")
     c1, c2, c3 = channels
