@@ -144,6 +144,12 @@ def initial_lengths(model, X, device):
     return {"mean": float(S.mean()), "min": float(S.min())}
 
 
+def saturated_classes(S, level=0.99):
+    """Classes whose score is above ``level`` on every image: a capsule squashed to length ≈ 1 whatever the input,
+    where the squash is flat and the margin loss cannot pull it down (what a head stuck at chance shows)."""
+    return int((S.min(axis=0) > level).sum())
+
+
 def two_digit_metrics(S, pairs):
     top2 = np.sort(np.argsort(S, axis=1)[:, -2:], axis=1)
     hit = (top2 == pairs).all(axis=1)
@@ -251,7 +257,8 @@ def run(device="cpu", quick=False, out_dir=None, seed=0, n_seeds=1, n_train=None
                 S1, S2 = predict(model, c1, device), predict(model, X2[:pc], device)
                 point = {"epoch": epoch, "loss": loss, "seconds": round(seconds, 1),
                          "single_acc": float((S1.argmax(1) == c2).mean()),
-                         "top2": two_digit_metrics(S2, pairs[:pc])["top2"]}
+                         "top2": two_digit_metrics(S2, pairs[:pc])["top2"],
+                         "saturated_classes": saturated_classes(S1)}
                 row["curve"].append(point)
                 print(f"    after epoch {epoch}: single-digit acc {point['single_acc']:.4f}, two-digit top-2 "
                       f"{point['top2']:.4f} (first {len(c1)} / {pc} test images)", flush=True)
@@ -263,6 +270,7 @@ def run(device="cpu", quick=False, out_dir=None, seed=0, n_seeds=1, n_train=None
             S1 = predict(model, Xte, device)
             row.update({"train_seconds": round(time.time() - t0, 1),
                         "single_acc": float((S1.argmax(1) == yte).mean()),
+                        "saturated_classes": saturated_classes(S1),
                         "single_classes_gt_0.5_mean": float((S1 > 0.5).sum(axis=1).mean())})
             row.update(two_digit_metrics(predict(model, X2, device), pairs))
             row["n_pairs"] = len(X2)
