@@ -149,10 +149,13 @@ def capsule_detail(runs):
         out += [f"**{run_id}** (`{res.get('meta', {}).get('command', '?')}`; {_when(res)}; trunk {cfg['trunk']} "
                 f"{tuple(cfg['channels'])}, w-scale {cfg['w_scale']}, batch {cfg['batch_size']}, lr {cfg['lr']}):", "",
                 "| seed | head | initial mean length | single-digit acc | two digits: top-2 | top-2, both > 0.5 | "
-                "classes > 0.5 on a pair |", "|---|---|---|---|---|---|---|"]
+                "classes > 0.5 on a pair | saturated classes | single-digit acc / top-2 by epoch | training |",
+                "|---|---|---|---|---|---|---|---|---|---|"]
         for r in res["runs"]:
+            curve = ", ".join(f"{p['single_acc']:.2f}/{p['top2']:.2f}" for p in r.get("curve", []))
             out.append(f"| {r['seed']} | {r['head']} | {r['initial_length']['mean']:.3f} | {r['single_acc']:.4f} | "
-                       f"{r['top2']:.4f} | {r['top2_both_gt_0.5']:.4f} | {r['classes_gt_0.5_mean']:.2f} |")
+                       f"{r['top2']:.4f} | {r['top2_both_gt_0.5']:.4f} | {r['classes_gt_0.5_mean']:.2f} | "
+                       f"{r.get('saturated_classes', '')} | {curve} | {r['train_seconds'] / 60:.0f} min |")
         out.append("")
     return "\n".join(out).rstrip() or "No capsule run committed yet."
 

@@ -21,7 +21,7 @@ def test_every_committed_run_is_complete():
 
 def _capsule_run(top2):
     rows = [{"seed": 0, "head": "capsule-kmeans", "initial_length": {"mean": 0.4}, "single_acc": 0.99,
-             "top2": top2, "top2_both_gt_0.5": top2, "classes_gt_0.5_mean": 2.0}]
+             "train_seconds": 60.0, "top2": top2, "top2_both_gt_0.5": top2, "classes_gt_0.5_mean": 2.0}]
     ms = {"mean": top2, "std": 0.0}
     return {"config": {"n_train": 60000, "of": 60000, "epochs": 10, "trunk": "seed", "channels": [64, 128],
                        "n_seeds": 1, "w_scale": 1.0, "batch_size": 128, "lr": 1e-3},
