@@ -18,4 +18,5 @@ def test_frechet_distance_of_a_shift_is_its_squared_length():
 def test_frechet_distance_of_a_scaled_sample():
     # covariances 4C and C: tr(4C + C − 2(4C·C)^½) = tr(C), i.e. d·(a − b)² for N(0, a²I) vs N(0, b²I)
     f = np.random.default_rng(2).standard_normal((800, 4))
+    f -= f.mean(0)                                             # equal means: only the covariance term is left
     assert np.isclose(gan_dcgan.frechet_distance(2 * f, f), np.trace(np.cov(f, rowvar=False)), rtol=1e-6)
