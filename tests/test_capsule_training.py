@@ -54,5 +54,6 @@ def test_every_routing_trains(digits28, routing):
 @pytest.mark.parametrize("routing", VARIANTS)
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_every_routing_trains_in_every_seed(digits28, routing, seed):
-    acc = _trained_accuracy(digits28, routing, seed)
-    assert acc > 0.5, f"{routing} seed {seed}: test accuracy {acc:.3f} after 5 epochs (chance: 0.1)"
+    # 8 epochs: a head that starts near length 0 (the squash is flat there too) leaves chance more slowly
+    acc = _trained_accuracy(digits28, routing, seed, epochs=8)
+    assert acc > 0.5, f"{routing} seed {seed}: test accuracy {acc:.3f} after 8 epochs (chance: 0.1)"
