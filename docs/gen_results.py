@@ -55,7 +55,15 @@ def _when(res):
     m = res.get("meta", {})
     secs = m.get("wall_seconds", res.get("seconds"))
     wall = f"{secs / 3600:.1f} h" if secs and secs >= 3600 else f"{secs / 60:.0f} min" if secs else "?"
-    return f"{m.get('date', '?')}, {m.get('machine', '?')}, {wall} wall time"
+    load = f", load average {m['load_average'][1]} at the end" if m.get("load_average") else ""
+    return f"{m.get('date', '?')}, {m.get('machine', '?')}, {wall} wall time{load}"
+
+
+def _command(res):
+    """The recorded command, with an absolute path to this repository's files made relative."""
+    cmd = res.get("meta", {}).get("command", "?")
+    cmd = re.sub(r"python \S*/examples/__main__\.py", "python -m examples", cmd)
+    return re.sub(r"python \S*/(examples/\w+\.py)", r"python \1", cmd)
 
 
 def _run_link(run_id, from_readme=False):
@@ -146,7 +154,7 @@ def capsule_detail(runs):
         if example_of(run_id) != "capsule_two_digits":
             continue
         cfg = res["config"]
-        out += [f"**{run_id}** (`{res.get('meta', {}).get('command', '?')}`; {_when(res)}; trunk {cfg['trunk']} "
+        out += [f"**{run_id}** (`{_command(res)}`; {_when(res)}; trunk {cfg['trunk']} "
                 f"{tuple(cfg['channels'])}, w-scale {cfg['w_scale']}, batch {cfg['batch_size']}, lr {cfg['lr']}):", "",
                 "| seed | head | initial mean length | single-digit acc | two digits: top-2 | top-2, both > 0.5 | "
                 "classes > 0.5 on a pair | saturated classes | single-digit acc / top-2 by epoch | training |",

@@ -51,7 +51,20 @@ def run_meta():
     return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores ({cpu})",
             "python": platform.python_version(), "numpy": np.__version__,
-            "command": " ".join(["python"] + sys.argv), "wall_seconds": round(time.time() - _STARTED, 1)}
+            "command": command_line(), "wall_seconds": round(time.time() - _STARTED, 1),
+            "load_average": [round(x, 1) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None}
+
+
+def command_line():
+    """This process's command line as one would type it in the repository root (``python -m examples ...`` when
+    started through the launcher)."""
+    script = Path(sys.argv[0]).resolve()
+    root = Path(__file__).resolve().parent.parent
+    if script == root / "examples" / "__main__.py":
+        head = ["python", "-m", "examples"]
+    else:
+        head = ["python", str(script.relative_to(root)) if script.is_relative_to(root) else sys.argv[0]]
+    return " ".join(head + sys.argv[1:])
 
 
 def save_results(out_dir, metrics, name="results.json"):
