@@ -22,6 +22,7 @@ REFERENCE = {
     "capsule_two_digits": "Su: ≈ 0.40 pooling, > 0.90 capsule (≈ 0.95, k-means routing)",
     "vae_cluster": "Su: ≈ 0.83 MNIST / ≈ 0.585 Fashion-MNIST (conv model)",
     "gan_dcgan": "asked: ≥ 70 % (real test digits ≈ 84 %)",
+    "gan_dirac": "Su's ODE analysis: vanilla and WGAN orbit at √2; zero-centred penalties and R1 converge",
     "cnn_digits": "asked: ≥ 0.97",
 }
 
@@ -119,8 +120,18 @@ def dcgan_rows(run_id, res):
     return rows, f"DCGAN: {100 * share:.1f} % of generated digits confidently classified"
 
 
+def dirac_rows(run_id, res):
+    st = res["settings"]
+    final = ", ".join(f"{k} {v['ode']:.3g}" for k, v in st.items())
+    ema = ", ".join(f"{k} {v['ode_ema']:.3g}" for k, v in st.items() if "ode_ema" in v)
+    return ([(f"distance to the equilibrium at T = {res['T']:g} (ODE), per setting", final),
+             ("the same, of the EMA of the weights", ema)],
+            f"Dirac-GAN, distance to the equilibrium at T = {res['T']:g} (ODE): {final}")
+
+
 FORMATTERS = {"capsule_two_digits": capsule_rows, "cnn_digits": cnn_rows, "vae_cluster": vae_rows,
-              "gan_dcgan": dcgan_rows}
+              "gan_dcgan": dcgan_rows,
+              "gan_dirac": dirac_rows}
 
 
 def example_of(run_id):
