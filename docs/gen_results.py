@@ -115,9 +115,13 @@ def dcgan_rows(run_id, res):
     share = res["confident_share"]
     rows = [("generated digits classified with confidence > 0.9", f"{100 * share:.1f} % (real test digits: "
              f"{100 * res['real_confident_share']:.1f} %)")]
-    if "fid" in res:
-        rows.append(("FID in the judge's features (real vs real floor)", f"{res['fid']:.2f} ({res['fid_real']:.2f})"))
-    return rows, f"DCGAN: {100 * share:.1f} % of generated digits confidently classified"
+    glance = f"DCGAN ({res['n_train']:,} images, {res['epochs']} epochs): {100 * share:.1f} % of generated digits " \
+             f"classified with confidence > 0.9 (real test digits {100 * res['real_confident_share']:.1f} %)"
+    if res.get("fid") is not None and res.get("fid_real") is not None:
+        rows.append(("FID in the judge's hidden features (real vs real: the floor)",
+                     f"{res['fid']:.2f} ({res['fid_real']:.2f})"))
+        glance += f", FID {res['fid']:.2f} in the judge's features (real vs real {res['fid_real']:.2f})"
+    return rows, glance
 
 
 def dirac_rows(run_id, res):
