@@ -184,10 +184,11 @@ def capsule_detail(runs):
 
 
 def glance(runs):
+    """One line per run, ablations (a run id containing "-ablation") left to the results page."""
     lines = []
     for run_id, res in runs.items():
         fmt = FORMATTERS.get(example_of(run_id))
-        if fmt is None:
+        if fmt is None or "-ablation" in run_id:
             continue
         text = fmt(run_id, res)[1]
         if text:
