@@ -10,7 +10,7 @@ from minigrad import nn
 from minigrad.data import DataLoader, DatasetNotFound, load_digits, load_mnist
 from minigrad.optim import Adam
 from minigrad.utils import progress
-from _common import output_dir, parser, predict
+from examples.common import output_dir, parser, predict
 
 NAME = "cnn_digits"
 DESCRIPTION = "CNN on MNIST (digits fallback): test accuracy, checkpoint save/load"

@@ -28,7 +28,3 @@ def _seed():
     mg.manual_seed(0)
     np.random.seed(0)
     yield
-
-
-def torch_or_skip():
-    return pytest.importorskip("torch", reason="PyTorch is not installed: the PyTorch oracle comparison is skipped")

@@ -9,3 +9,9 @@
 from minigrad.testing.strategies import (arrays, broadcastable_shapes, shapes, tensors,  # noqa: F401
                                          away_from, grid, positive)
 from minigrad.testing.specs import OpSpec, check_forward, check_grad, check_gradgrad  # noqa: F401
+
+
+def torch_or_skip():
+    """The ``torch`` module, or a pytest skip when PyTorch (the oracle some tests compare with) is not installed."""
+    import pytest
+    return pytest.importorskip("torch", reason="PyTorch is not installed: the PyTorch oracle comparison is skipped")

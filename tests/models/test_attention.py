@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given, strategies as st
 
 import minigrad as mg
-from conftest import torch_or_skip
-from models.attention import attention_composed, scaled_dot_product_attention
+from minigrad.testing import torch_or_skip
+from minigrad.models.attention import attention_composed, scaled_dot_product_attention
 
 sdpa = scaled_dot_product_attention
 
@@ -176,7 +176,7 @@ def test_matches_torch_sdpa():
 
 
 # ---- modules against PyTorch ------------------------------------------------------------------------------------
-from models.attention import (LearnedPositionEmbedding, MultiHeadAttention, SinusoidalPositionEmbedding,  # noqa: E402
+from minigrad.models.attention import (LearnedPositionEmbedding, MultiHeadAttention, SinusoidalPositionEmbedding,  # noqa: E402
                               TransformerEncoder, TransformerEncoderLayer, sinusoidal_position_encoding,
                               sinusoidal_shift_matrix)
 

@@ -1,10 +1,10 @@
-"""Tests generated from tests/op_specs.py: forward, gradient and second gradient of every primitive."""
+"""Tests generated from minigrad/testing/op_specs.py: forward, gradient and second gradient of every primitive."""
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
 from minigrad.testing import arrays, check_forward, check_grad, check_gradgrad
-from op_specs import SPECS, SPEC_IDS
+from minigrad.testing.op_specs import SPECS, SPEC_IDS
 
 
 @st.composite
