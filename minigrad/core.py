@@ -153,21 +153,6 @@ class Tensor:
         """The same data, cut from the graph."""
         return Tensor(self.data)
 
-    def to(self, device=None, dtype=None):
-        """A copy on ``device`` and/or in ``dtype`` (differentiable; self when nothing changes)."""
-        out = self
-        if dtype is not None and backend.as_dtype(dtype) != self.dtype:
-            out = out.astype(dtype)
-        if device is not None and backend.parse_device(device) != self.device:
-            out = _ops.to_device(out, device)
-        return out
-
-    def cpu(self):
-        return self.to("cpu")
-
-    def cuda(self, index=0):
-        return self.to(f"cuda:{index}")
-
     def retain_grad(self):
         """Keep ``.grad`` on this non-leaf tensor after backward."""
         self._retains_grad = True
@@ -281,92 +266,110 @@ def as_tensor(value, like=None):
     return Tensor(backend.asarray(value, device=backend.device_of(data)))
 
 
-class Edge:
-    """What the graph keeps of an input whose values backward does not read: its place in the graph
-    (creator, output index), shape and dtype — not its array, which is freed as soon as the user drops it."""
+def as_tensors(*values):
+    """``values`` as Tensors; Python scalars and arrays take the dtype and device of the first Tensor among them."""
+    like = next((v for v in values if isinstance(v, Tensor)), None)
+    return [as_tensor(v, like) for v in values]
 
-    __slots__ = ("creator", "index", "generation", "_requires_grad", "shape", "dtype")
+
+# ---- the graph: a call becomes a node --------------------------------------------------------------------
+class Edge:
+    """One input's place in the graph, where its gradient goes: ``node`` is the Function that made the input
+    (``index`` says which of its outputs) or, for a leaf, the leaf Tensor itself (``index`` 0); ``shape`` and
+    ``dtype`` are what the gradient must have. An edge to an intermediate result holds no array: the result is
+    freed once nothing else (the user, a ``save_for_backward``) holds it."""
+
+    __slots__ = ("node", "index", "shape", "dtype")
 
     def __init__(self, t):
-        self.creator, self.index, self.generation = t.creator, t.index, t.generation
-        self._requires_grad, self.shape, self.dtype = t._requires_grad, t.data.shape, t.data.dtype
-
-    @property
-    def ndim(self):
-        return len(self.shape)
+        self.node = t if t.creator is None else t.creator
+        self.index, self.shape, self.dtype = t.index, t.data.shape, t.data.dtype
 
 
-def _key(t):
-    """Gradients are keyed by graph position: (creator, output index) for results, identity for leaves."""
-    return id(t) if t.creator is None else (id(t.creator), t.index)
+class SavedOutput:
+    """An output that backward reads, kept as its array: holding the output Tensor itself would make a cycle
+    (output -> creator -> output). ``Function.saved_tensors`` turns it back into the output's graph node."""
+
+    __slots__ = ("index", "data")
+
+    def __init__(self, index, data):
+        self.index, self.data = index, data
 
 
 class Function:
     """Base class of every op: ``forward`` on arrays, ``backward`` on Tensors.
 
-    Subclass it for your own op. In ``backward(self, *grad_outputs)`` the input Tensors are ``self.inputs``
-    and the outputs ``self.output(i)`` (set ``saves_output = True`` to use them); return one gradient (or
-    None) per input. Write it with minigrad ops and higher derivatives come for free.
+    Subclass it for your own op. In ``forward``, hand ``self.save_for_backward(...)`` the arrays that backward
+    reads: inputs as forward got them, outputs as it returns them, or any other array (kept as a constant).
+    ``backward(self, *grad_outputs)`` gets them back from ``self.saved_tensors`` as Tensors (inputs and outputs
+    as their graph nodes), reads ``self.needs_input_grad[i]`` and returns one gradient (or None) per input.
+    Write backward with minigrad ops and higher derivatives come for free.
     """
 
-    inputs = None
-    generation = 0
     differentiable_backward = True  # fused ops whose backward works on raw arrays set False
-    needs_input_data = True  # False: backward reads only shapes; "other": input i only if another needs grad
-    saves_output = False  # True when backward reads self.output(i): the output array is then kept
+    needs_input_grad = ()  # per input: does it want a gradient? (set before forward runs)
+    saved = ()  # what backward reads, as save_for_backward recorded it
+    edges = None  # one Edge per input; None until the call is recorded, and again once backward freed it
+    generation = 0  # 1 + the largest generation among the inputs' creators: backward runs newest first
 
     def __call__(self, *inputs):
         for x in inputs:
             if not isinstance(x, Tensor):
-                like = next((t for t in inputs if isinstance(t, Tensor)), None)
-                inputs = [t if isinstance(t, Tensor) else as_tensor(t, like) for t in inputs]
+                inputs = as_tensors(*inputs)
                 break
         xs = [x.data for x in inputs]
         if len(xs) > 1 and backend.cp is not None:
             _check_devices(self, xs)
+        needs = [x._requires_grad for x in inputs]
+        record = _Config.grad_enabled and True in needs
+        self.needs_input_grad = needs if record else [False] * len(needs)
         ys = self.forward(*xs)
         single = ys.__class__ is not tuple
         outputs = [Tensor(ys)] if single else [Tensor(y) for y in ys]
         if _Config.anomaly:
             _check_finite(self, [o.data for o in outputs], "forward")
-        if _Config.grad_enabled:
-            gen, wanting = -1, 0
-            for x in inputs:
-                if x._requires_grad:
-                    wanting += 1
-                    if x.generation > gen:
-                        gen = x.generation
-            if gen >= 0:
-                need = self.needs_input_data
-                if need is not True:  # keep an intermediate only if backward reads it (Edge otherwise)
-                    inputs = [x if x.creator is None or (need and wanting > x._requires_grad) else Edge(x)
-                              for x in inputs]
-                self.inputs = inputs
-                self.generation = gen
-                for i, o in enumerate(outputs):
-                    o._requires_grad = o.data.dtype.kind == "f"
-                    o.creator = self
-                    o.generation = gen + 1
-                    o.index = i
-                self.outputs = [_weakref(o) for o in outputs]
-                if self.saves_output:
-                    self.saved = [o.data for o in outputs]
-                if not single:
-                    self.output_meta = [(o.shape, o.dtype) for o in outputs]
-                if _Config.anomaly:
-                    self.trace = _user_frame()
+        if record:
+            self._record(inputs, xs, (ys,) if single else ys, outputs)
         return outputs[0] if single else tuple(outputs)
 
-    def output(self, i=0):
-        """The i-th output as a graph node (rebuilt from the saved array if the user dropped it)."""
-        o = self.outputs[i]()
+    def _record(self, inputs, xs, ys, outputs):
+        """Make this call a node of the graph: an Edge to each input, this Function as the creator of every
+        output, and what forward asked to save resolved against the inputs and outputs."""
+        self.edges = [Edge(x) for x in inputs]
+        self.generation = max(x.generation for x in inputs if x._requires_grad)
+        for i, o in enumerate(outputs):
+            o._requires_grad = o.data.dtype.kind == "f"
+            o.creator, o.generation, o.index = self, self.generation + 1, i
+        self.outputs = [_weakref(o) for o in outputs]
+        if len(outputs) > 1:
+            self.output_meta = [(o.shape, o.dtype) for o in outputs]
+        if self.saved:
+            self.saved = [_pack(a, inputs, xs, ys, outputs) for a in self.saved]
+        if _Config.anomaly:
+            self.trace = _user_frame()
+
+    def save_for_backward(self, *arrays):
+        """Name the arrays backward reads (None for a slot not needed this time); call it in ``forward``."""
+        self.saved = arrays
+
+    @property
+    def saved_tensors(self):
+        """What ``save_for_backward`` named, as Tensors: inputs and outputs as their graph nodes."""
+        if self.edges is None:
+            raise _freed(self)
+        return tuple(self._output(s) if s.__class__ is SavedOutput else s for s in self.saved)
+
+    def _output(self, saved):
+        """The output as a graph node: the user's Tensor if it is still alive, else rebuilt from its array."""
+        o = self.outputs[saved.index]()
         if o is None:
-            if not self.saves_output:
-                raise RuntimeError(f"{type(self).__name__}.backward reads its output, which was freed: "
-                                   "set saves_output = True on the class")
-            o = Tensor(self.saved[i])
-            o.creator, o.index, o.generation, o._requires_grad = self, i, self.generation + 1, True
+            o = Tensor(saved.data)
+            o.creator, o.index, o.generation, o._requires_grad = self, saved.index, self.generation + 1, True
         return o
+
+    def release(self):
+        """Drop what backward needed (saved arrays, edges): the graph behind this node can be freed."""
+        self.saved, self.edges = (), None
 
     def forward(self, *xs):
         raise NotImplementedError(f"{type(self).__name__}.forward is not written")
@@ -376,6 +379,21 @@ class Function:
 
     def __repr__(self):
         return f"<{type(self).__name__}>"
+
+
+def _pack(a, inputs, xs, ys, outputs):
+    """One saved array as backward will see it: the input Tensor it is (``xs`` are the inputs' arrays), an output
+    (``ys`` as forward returned them: a 0-d result may be a NumPy scalar that the output Tensor wraps anew), or a
+    constant Tensor."""
+    if a is None:
+        return None
+    for x, t in zip(xs, inputs):
+        if a is x:
+            return t
+    for i, y in enumerate(ys):
+        if a is y:
+            return SavedOutput(i, outputs[i].data)
+    return Tensor(a)
 
 
 def _check_devices(f, xs):
@@ -417,101 +435,62 @@ def _freed(f):
                         "earlier backward; pass retain_graph=True to the first backward if you need it twice")
 
 
-def _backward_unchecked(f, gys):
-    """Anomaly mode judges what ``f.backward`` returns (checked below), not the ops it runs inside."""
-    _Config.anomaly = False
-    try:
-        return f.backward(*gys)
-    finally:
-        _Config.anomaly = True
+# ---- the backward walk -----------------------------------------------------------------------------------
+def graph_key(t):
+    """A tensor's place in the graph, which keys its gradient: (its creator, which output) or (itself, 0) for a
+    leaf. Two Tensor objects for one output (a user's, a rebuilt one) share it."""
+    return (id(t), 0) if t.creator is None else (id(t.creator), t.index)
 
 
 def run_backward(roots, root_grads, retain_graph, create_graph, wanted):
-    """Reverse-mode sweep from ``roots``. With ``wanted`` (a list of Tensors) return their gradients
-    instead of accumulating into the leaves' ``.grad``."""
-    grads = {}  # graph position -> [tensor or Edge, gradient]; holding the tensor keeps the key unique
-    wanted_keys = None if wanted is None else {_key(t) for t in wanted}
+    """Reverse-mode sweep from ``roots``: pop the newest Function, hand it its outputs' gradients, send what it
+    returns along its edges. With ``wanted`` (a list of Tensors) return their gradients instead of accumulating
+    into the leaves' ``.grad``."""
+    grads = {}  # graph key -> [node, gradient]; holding the node keeps its id, hence the key, unique
+    wanted_keys = None if wanted is None else {graph_key(t) for t in wanted}
     found = {}
     heap, seen = [], set()  # heap of (-generation, id, function): newest first, ids break ties
 
     def push(f):
-        if f is not None and f not in seen:
+        if f not in seen:
             seen.add(f)
             heappush(heap, (-f.generation, id(f), f))
 
     for r, g in zip(roots, root_grads):
         if g.shape != r.shape:
             raise RuntimeError(f"grad of shape {g.shape} given for an output of shape {r.shape}")
-        if _accumulate(grads, r, g):
+        if _accumulate(grads, graph_key(r), r if r.creator is None else r.creator, g) and r.creator is not None:
             push(r.creator)
 
     with _GradMode(create_graph):
         while heap:
             f = heappop(heap)[2]
-            if f.inputs is None:
+            if f.edges is None:
                 raise _freed(f)
             if create_graph and not f.differentiable_backward:
                 raise RuntimeError(f"{type(f).__name__} is a fused op whose backward works on raw arrays: it "
                                    "has no second derivative. Use its composed version for higher-order gradients "
                                    "(modules with a fused path, such as nn.GRU and nn.LSTM, take fused=False)")
-            if len(f.outputs) == 1 and wanted_keys is None:  # the common case, inline
-                entry = grads.pop((id(f), 0), None)
-                if entry is None:
-                    continue
-                gys = (entry[1],)
-                o = f.outputs[0]()
-                if o is not None and o._retains_grad:
-                    o.grad = gys[0] if o.grad is None else o.grad + gys[0]
-            else:
-                gys = _output_grads(f, grads, wanted_keys, found, wanted is None)
-                if gys is None:
-                    continue
+            gys = _output_grads(f, grads, wanted_keys, found, wanted is None)
+            if gys is None:
+                continue
             gxs = _backward_unchecked(f, gys) if _Config.anomaly else f.backward(*gys)
-            if gxs.__class__ is not tuple:
-                gxs = tuple(gxs) if isinstance(gxs, list) else (gxs,)
-            if len(gxs) != len(f.inputs):
-                raise RuntimeError(f"{type(f).__name__}.backward returned {len(gxs)} gradients for "
-                                   f"{len(f.inputs)} inputs")
-            if _Config.anomaly:
-                _check_finite(f, [None if g is None else as_tensor(g).data for g in gxs], "backward")
-            for i, (x, gx) in enumerate(zip(f.inputs, gxs)):
-                if gx is None or not x._requires_grad:
-                    continue
-                if not isinstance(gx, Tensor):
-                    gx = as_tensor(gx, gys[0])
-                if gx.data.shape != x.shape:
-                    raise RuntimeError(f"{type(f).__name__}.backward returned a gradient of shape {gx.shape} "
-                                       f"for input {i} of shape {x.shape}")
-                if gx.data.dtype != x.dtype:
-                    gx = gx.astype(x.dtype)
-                if _accumulate(grads, x, gx):
-                    push(x.creator)
+            _send(f, gxs, gys[0], grads, push)
             if not retain_graph:
-                f.__dict__.clear()  # drops saved arrays too; f.inputs is None again (class default)
+                f.release()
 
     if wanted is not None:
         return [found[k] if k in found else (grads[k][1] if k in grads else None)
-                for k in (_key(t) for t in wanted)]
-    for t, g in grads.values():
-        if t.creator is None and t._requires_grad:
-            t.grad = g if t.grad is None else t.grad + g
+                for k in (graph_key(t) for t in wanted)]
+    for node, g in grads.values():
+        if isinstance(node, Tensor) and node._requires_grad:
+            node.grad = g if node.grad is None else node.grad + g
     return None
-
-
-def _accumulate(grads, t, g):
-    """Add ``g`` to the gradient at ``t``'s graph position; True when it is the first (schedule its creator)."""
-    key = _key(t)
-    entry = grads.get(key)
-    if entry is None:
-        grads[key] = [t, g]
-        return True
-    entry[1] = entry[1] + g
-    return False
 
 
 def _output_grads(f, grads, wanted_keys, found, to_leaves):
     """The gradients of ``f``'s outputs, taken out of ``grads`` (zeros for an output that got none;
-    None when none did)."""
+    None when none did). A wanted output's gradient is noted in ``found``; a retained one goes to its ``.grad``."""
     fid, gys = id(f), []
     for i in range(len(f.outputs)):
         entry = grads.pop((fid, i), None)
@@ -533,6 +512,49 @@ def _output_grads(f, grads, wanted_keys, found, to_leaves):
         xp = backend.get_array_module(next(g for g in gys if g is not None).data)
         gys = [g if g is not None else Tensor(xp.zeros(s, d)) for g, (s, d) in zip(gys, f.output_meta)]
     return gys
+
+
+def _backward_unchecked(f, gys):
+    """Anomaly mode judges what ``f.backward`` returns (checked in ``_send``), not the ops it runs inside."""
+    _Config.anomaly = False
+    try:
+        return f.backward(*gys)
+    finally:
+        _Config.anomaly = True
+
+
+def _send(f, gxs, like, grads, push):
+    """Check each gradient ``f.backward`` returned against its input's Edge, add it at that input's place and
+    schedule the input's creator the first time it gets one."""
+    if gxs.__class__ is not tuple:
+        gxs = tuple(gxs) if isinstance(gxs, list) else (gxs,)
+    if len(gxs) != len(f.edges):
+        raise RuntimeError(f"{type(f).__name__}.backward returned {len(gxs)} gradients for {len(f.edges)} inputs")
+    if _Config.anomaly:
+        _check_finite(f, [None if g is None else as_tensor(g).data for g in gxs], "backward")
+    for i, (edge, gx, need) in enumerate(zip(f.edges, gxs, f.needs_input_grad)):
+        if gx is None or not need:
+            continue
+        if not isinstance(gx, Tensor):
+            gx = as_tensor(gx, like)
+        if gx.data.shape != edge.shape:
+            raise RuntimeError(f"{type(f).__name__}.backward returned a gradient of shape {gx.shape} "
+                               f"for input {i} of shape {edge.shape}")
+        if gx.data.dtype != edge.dtype:
+            gx = gx.astype(edge.dtype)
+        node = edge.node
+        if _accumulate(grads, (id(node), edge.index), node, gx) and not isinstance(node, Tensor):
+            push(node)
+
+
+def _accumulate(grads, key, node, g):
+    """Add ``g`` to the gradient at ``key``; True when it is the first (schedule its creator)."""
+    entry = grads.get(key)
+    if entry is None:
+        grads[key] = [node, g]
+        return True
+    entry[1] = entry[1] + g
+    return False
 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=False):
@@ -566,6 +588,3 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
                 raise RuntimeError(f"input {i} (shape {t.shape}) is not used in the graph of the outputs; "
                                    "pass allow_unused=True to get None for it")
     return tuple(result)
-
-
-from minigrad import ops as _ops  # noqa: E402  (ops import Tensor and Function from this module)

@@ -1,63 +1,8 @@
-"""Softmax family and losses. Losses follow PyTorch's defaults (``reduction="mean"``)."""
-from minigrad import backend
-from minigrad.core import Function, Tensor, as_tensor
-from minigrad.ops.reduction import _axes, _quiet, mean, sum
-from minigrad.ops.elementwise import exp, softplus
-
-
-def _xp(a):
-    return backend.get_array_module(a)
-
-
-class Softmax(Function):
-    """y = exp(x − logsumexp x); ∂x = y ⊙ (gy − Σ gy ⊙ y)."""
-    needs_input_data = False
-    saves_output = True
-
-
-    def __init__(self, axis):
-        self.axis = axis
-
-    def forward(self, x):
-        xp = _xp(x)
-        m = x.max(axis=self.axis, keepdims=True)
-        e = xp.exp(x - xp.where(xp.isfinite(m), m, 0))
-        with _quiet(xp):
-            return e / e.sum(axis=self.axis, keepdims=True)
-
-    def backward(self, gy):
-        y = self.output()
-        return y * (gy - sum(gy * y, self.axis, keepdims=True))
-
-
-class LogSoftmax(Function):
-    """y = x − logsumexp x; ∂x = gy − exp(y) Σ gy."""
-    needs_input_data = False
-    saves_output = True
-
-
-    def __init__(self, axis):
-        self.axis = axis
-
-    def forward(self, x):
-        xp = _xp(x)
-        m = x.max(axis=self.axis, keepdims=True)
-        m = xp.where(xp.isfinite(m), m, 0)
-        with _quiet(xp):
-            return x - (xp.log(xp.exp(x - m).sum(axis=self.axis, keepdims=True)) + m)
-
-    def backward(self, gy):
-        return gy - exp(self.output()) * sum(gy, self.axis, keepdims=True)
-
-
-def softmax(x, axis=-1):
-    x = as_tensor(x)
-    return Softmax(_axes(axis, x.ndim))(x)
-
-
-def log_softmax(x, axis=-1):
-    x = as_tensor(x)
-    return LogSoftmax(_axes(axis, x.ndim))(x)
+"""Losses, composed from differentiable ops; they follow PyTorch's defaults (``reduction="mean"``)."""
+from minigrad.backend import get_array_module
+from minigrad.core import Tensor, as_tensor
+from minigrad.ops.elementwise import abs, clip, log, softplus
+from minigrad.ops.reduction import log_softmax, mean, sum
 
 
 def _reduce(loss, reduction, name):
@@ -86,7 +31,7 @@ def nll_loss(log_probs, target, reduction="mean", ignore_index=-100, label_smoot
     lp = as_tensor(log_probs)
     caxis = 1 if lp.ndim > 1 else 0
     C = lp.shape[caxis]
-    xp = _xp(lp.data)
+    xp = get_array_module(lp.data)
     tdata = target.data if isinstance(target, Tensor) else xp.asarray(target)
     if tdata.dtype.kind == "f":
         if tdata.shape != lp.shape:
@@ -136,7 +81,6 @@ def binary_cross_entropy_with_logits(logits, target, reduction="mean", pos_weigh
 
 def binary_cross_entropy(probs, target, reduction="mean", eps=1e-12):
     """BCE on probabilities (clipped away from 0 and 1 by ``eps``)."""
-    from minigrad.ops.elementwise import clip, log
     probs = as_tensor(probs)
     target = as_tensor(target, probs)
     p = clip(probs, eps, 1 - eps)
@@ -154,9 +98,8 @@ def mse_loss(input, target, reduction="mean"):
 
 
 def l1_loss(input, target, reduction="mean"):
-    from minigrad.ops.elementwise import abs as _abs
     input = as_tensor(input)
     target = as_tensor(target, input)
     if input.shape != target.shape:
         raise ValueError(f"l1_loss: input shape {input.shape} != target shape {target.shape}")
-    return _reduce(_abs(input - target), reduction, "l1_loss")
+    return _reduce(abs(input - target), reduction, "l1_loss")
