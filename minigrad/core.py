@@ -222,7 +222,9 @@ def _checked_array(data):
     return data
 
 
-_constants = {}  # (type, value, dtype, device) -> read-only Tensor: `x * 2.0` makes no new array each time
+# (type, value, dtype, device) -> read-only Tensor: `x * 2.0` makes no new array each time. Fast path: without
+# it a 50,000-op chain of `* 1.0001` and `+ 0.5` (forward and backward) takes 1.20x as long (benchmarks/fast_paths.py).
+_constants = {}
 
 
 def _scalar_tensor(value, like):
@@ -269,15 +271,15 @@ def as_tensor(value, like=None):
 def as_tensors(*values):
     """``values`` as Tensors; Python scalars and arrays take the dtype and device of the first Tensor among them."""
     like = next((v for v in values if isinstance(v, Tensor)), None)
-    return [as_tensor(v, like) for v in values]
+    return [v if isinstance(v, Tensor) else as_tensor(v, like) for v in values]
 
 
 # ---- the graph: a call becomes a node --------------------------------------------------------------------
 class Edge:
-    """One input's place in the graph, where its gradient goes: ``node`` is the Function that made the input
-    (``index`` says which of its outputs) or, for a leaf, the leaf Tensor itself (``index`` 0); ``shape`` and
-    ``dtype`` are what the gradient must have. An edge to an intermediate result holds no array: the result is
-    freed once nothing else (the user, a ``save_for_backward``) holds it."""
+    """Where the gradient of an input goes: ``node`` is the Function that made the input (``index`` says which
+    of its outputs) or, for a leaf, the leaf Tensor itself (``index`` 0); ``shape`` and ``dtype`` are what the
+    gradient must have. An edge to an intermediate result holds no array: the result is freed once nothing else
+    (the user, a ``save_for_backward``) holds it."""
 
     __slots__ = ("node", "index", "shape", "dtype")
 
@@ -307,10 +309,12 @@ class Function:
     """
 
     differentiable_backward = True  # fused ops whose backward works on raw arrays set False
-    needs_input_grad = ()  # per input: does it want a gradient? (set before forward runs)
-    saved = ()  # what backward reads, as save_for_backward recorded it
-    edges = None  # one Edge per input; None until the call is recorded, and again once backward freed it
-    generation = 0  # 1 + the largest generation among the inputs' creators: backward runs newest first
+    needs_input_grad = ()  # per input: does it want a gradient? Set before forward runs, so forward saves only
+    #                        what the gradients that will be asked for need
+    edges = None  # per input, its Edge or None when it wants no gradient; None before the call and once freed
+    saved = ()  # what backward reads, as save_for_backward named it
+    saves_outputs = False  # True when some saved entry is an output (then rebuilt on demand, see SavedOutput)
+    generation = 0  # the largest generation among the inputs (its outputs get one more): backward runs newest first
 
     def __call__(self, *inputs):
         for x in inputs:
@@ -320,9 +324,15 @@ class Function:
         xs = [x.data for x in inputs]
         if len(xs) > 1 and backend.cp is not None:
             _check_devices(self, xs)
-        needs = [x._requires_grad for x in inputs]
-        record = _Config.grad_enabled and True in needs
-        self.needs_input_grad = needs if record else [False] * len(needs)
+        if _Config.grad_enabled:
+            needs = tuple([x._requires_grad for x in inputs])
+            if len(needs) <= 4:
+                # One shared tuple per pattern: without it a graph node takes 1.10x the memory (fast_paths.py).
+                needs = _flags.setdefault(needs, needs)
+            record = True in needs
+        else:
+            needs, record = (False,) * len(xs), False
+        self.needs_input_grad = needs
         ys = self.forward(*xs)
         single = ys.__class__ is not tuple
         outputs = [Tensor(ys)] if single else [Tensor(y) for y in ys]
@@ -333,18 +343,18 @@ class Function:
         return outputs[0] if single else tuple(outputs)
 
     def _record(self, inputs, xs, ys, outputs):
-        """Make this call a node of the graph: an Edge to each input, this Function as the creator of every
-        output, and what forward asked to save resolved against the inputs and outputs."""
-        self.edges = [Edge(x) for x in inputs]
-        self.generation = max(x.generation for x in inputs if x._requires_grad)
+        """Make this call a node of the graph: an Edge to each input that wants a gradient, this Function as the
+        creator of every output, and what forward asked to save resolved against the inputs and outputs."""
+        self.edges = [Edge(x) if need else None for x, need in zip(inputs, self.needs_input_grad)]
+        self.generation = gen = max([x.generation for x in inputs])
         for i, o in enumerate(outputs):
             o._requires_grad = o.data.dtype.kind == "f"
-            o.creator, o.generation, o.index = self, self.generation + 1, i
+            o.creator, o.generation, o.index = self, gen + 1, i
         self.outputs = [_weakref(o) for o in outputs]
         if len(outputs) > 1:
             self.output_meta = [(o.shape, o.dtype) for o in outputs]
         if self.saved:
-            self.saved = [_pack(a, inputs, xs, ys, outputs) for a in self.saved]
+            self.saved = tuple([a if a is None else _pack(self, a, inputs, xs, ys, outputs) for a in self.saved])
         if _Config.anomaly:
             self.trace = _user_frame()
 
@@ -357,6 +367,8 @@ class Function:
         """What ``save_for_backward`` named, as Tensors: inputs and outputs as their graph nodes."""
         if self.edges is None:
             raise _freed(self)
+        if not self.saves_outputs:
+            return self.saved
         return tuple(self._output(s) if s.__class__ is SavedOutput else s for s in self.saved)
 
     def _output(self, saved):
@@ -367,9 +379,13 @@ class Function:
             o.creator, o.index, o.generation, o._requires_grad = self, saved.index, self.generation + 1, True
         return o
 
+    def input_shape(self, i):
+        """The shape of input ``i``, which its gradient must have (known for every input that wants one)."""
+        return self.edges[i].shape
+
     def release(self):
-        """Drop what backward needed (saved arrays, edges): the graph behind this node can be freed."""
-        self.saved, self.edges = (), None
+        """Drop what backward needed (saved arrays, edges, outputs): the graph behind this node can be freed."""
+        self.saved, self.edges, self.outputs = (), None, ()
 
     def forward(self, *xs):
         raise NotImplementedError(f"{type(self).__name__}.forward is not written")
@@ -381,24 +397,26 @@ class Function:
         return f"<{type(self).__name__}>"
 
 
-def _pack(a, inputs, xs, ys, outputs):
+_flags = {}  # needs_input_grad patterns of up to 4 inputs (at most 30 tuples)
+
+
+def _pack(f, a, inputs, xs, ys, outputs):
     """One saved array as backward will see it: the input Tensor it is (``xs`` are the inputs' arrays), an output
     (``ys`` as forward returned them: a 0-d result may be a NumPy scalar that the output Tensor wraps anew), or a
     constant Tensor."""
-    if a is None:
-        return None
     for x, t in zip(xs, inputs):
         if a is x:
             return t
     for i, y in enumerate(ys):
         if a is y:
+            f.saves_outputs = True
             return SavedOutput(i, outputs[i].data)
     return Tensor(a)
 
 
 def _check_devices(f, xs):
     """All inputs on one device (only called when CuPy is importable)."""
-    if all(x.__class__ is _ndarray for x in xs) or len({backend.device_of(x) for x in xs}) == 1:
+    if len({backend.device_of(x) for x in xs}) == 1:
         return
     devices = ", ".join(f"input {i}: {backend.device_of(x)} {tuple(x.shape)}" for i, x in enumerate(xs))
     raise RuntimeError(f"{type(f).__name__} got inputs on different devices ({devices}); move them with .to(device)")
@@ -443,39 +461,77 @@ def graph_key(t):
 
 
 def run_backward(roots, root_grads, retain_graph, create_graph, wanted):
-    """Reverse-mode sweep from ``roots``: pop the newest Function, hand it its outputs' gradients, send what it
-    returns along its edges. With ``wanted`` (a list of Tensors) return their gradients instead of accumulating
-    into the leaves' ``.grad``."""
+    """Reverse-mode sweep from ``roots``: pop the newest Function, hand its backward the gradients of its
+    outputs, send each gradient it returns along that input's Edge. With ``wanted`` (a list of Tensors) return
+    their gradients instead of accumulating into the leaves' ``.grad``."""
     grads = {}  # graph key -> [node, gradient]; holding the node keeps its id, hence the key, unique
     wanted_keys = None if wanted is None else {graph_key(t) for t in wanted}
     found = {}
-    heap, seen = [], set()  # heap of (-generation, id, function): newest first, ids break ties
+    heap, queued = [], set()  # heap of (-generation, id, function): newest first, ids break ties
 
-    def push(f):
-        if f not in seen:
-            seen.add(f)
+    def schedule(f):
+        if f not in queued:
+            queued.add(f)
             heappush(heap, (-f.generation, id(f), f))
 
     for r, g in zip(roots, root_grads):
         if g.shape != r.shape:
             raise RuntimeError(f"grad of shape {g.shape} given for an output of shape {r.shape}")
-        if _accumulate(grads, graph_key(r), r if r.creator is None else r.creator, g) and r.creator is not None:
-            push(r.creator)
+        node = r if r.creator is None else r.creator
+        entry = grads.setdefault(graph_key(r), [node, None])
+        entry[1] = g if entry[1] is None else entry[1] + g
+        if r.creator is not None:
+            schedule(r.creator)
 
     with _GradMode(create_graph):
         while heap:
             f = heappop(heap)[2]
+            queued.discard(f)  # every consumer of its outputs ran before it (higher generation): it is done
             if f.edges is None:
                 raise _freed(f)
             if create_graph and not f.differentiable_backward:
                 raise RuntimeError(f"{type(f).__name__} is a fused op whose backward works on raw arrays: it "
                                    "has no second derivative. Use its composed version for higher-order gradients "
                                    "(modules with a fused path, such as nn.GRU and nn.LSTM, take fused=False)")
-            gys = _output_grads(f, grads, wanted_keys, found, wanted is None)
-            if gys is None:
-                continue
+            # Fast path, one output: without it a 50,000-node backward takes 1.13x as long (benchmarks/fast_paths.py).
+            if len(f.outputs) == 1 and wanted_keys is None:
+                entry = grads.pop((id(f), 0), None)
+                if entry is None:
+                    continue
+                gys = (entry[1],)
+                o = f.outputs[0]()
+                if o is not None and o._retains_grad:
+                    o.grad = gys[0] if o.grad is None else o.grad + gys[0]
+            else:
+                gys = _output_grads(f, grads, wanted_keys, found, wanted is None)
+                if gys is None:
+                    continue
             gxs = _backward_unchecked(f, gys) if _Config.anomaly else f.backward(*gys)
-            _send(f, gxs, gys[0], grads, push)
+            if gxs.__class__ is not tuple:
+                gxs = tuple(gxs) if isinstance(gxs, list) else (gxs,)
+            if len(gxs) != len(f.edges):
+                raise RuntimeError(f"{type(f).__name__}.backward returned {len(gxs)} gradients for "
+                                   f"{len(f.edges)} inputs")
+            if _Config.anomaly:
+                _check_finite(f, [None if g is None else as_tensor(g).data for g in gxs], "backward")
+            for i, (edge, gx) in enumerate(zip(f.edges, gxs)):  # send each gradient along its edge
+                if gx is None or edge is None:
+                    continue
+                if not isinstance(gx, Tensor):
+                    gx = as_tensor(gx, gys[0])
+                if gx.data.shape != edge.shape:
+                    raise RuntimeError(f"{type(f).__name__}.backward returned a gradient of shape {gx.shape} "
+                                       f"for input {i} of shape {edge.shape}")
+                if gx.data.dtype != edge.dtype:
+                    gx = gx.astype(edge.dtype)
+                key = (id(edge.node), edge.index)
+                entry = grads.get(key)
+                if entry is not None:  # another use of the same input: gradients add up
+                    entry[1] = entry[1] + gx
+                    continue
+                grads[key] = [edge.node, gx]
+                if isinstance(edge.node, Function):  # its first gradient: the node that made it will run
+                    schedule(edge.node)
             if not retain_graph:
                 f.release()
 
@@ -515,46 +571,12 @@ def _output_grads(f, grads, wanted_keys, found, to_leaves):
 
 
 def _backward_unchecked(f, gys):
-    """Anomaly mode judges what ``f.backward`` returns (checked in ``_send``), not the ops it runs inside."""
+    """Anomaly mode judges what ``f.backward`` returns (checked above), not the ops it runs inside."""
     _Config.anomaly = False
     try:
         return f.backward(*gys)
     finally:
         _Config.anomaly = True
-
-
-def _send(f, gxs, like, grads, push):
-    """Check each gradient ``f.backward`` returned against its input's Edge, add it at that input's place and
-    schedule the input's creator the first time it gets one."""
-    if gxs.__class__ is not tuple:
-        gxs = tuple(gxs) if isinstance(gxs, list) else (gxs,)
-    if len(gxs) != len(f.edges):
-        raise RuntimeError(f"{type(f).__name__}.backward returned {len(gxs)} gradients for {len(f.edges)} inputs")
-    if _Config.anomaly:
-        _check_finite(f, [None if g is None else as_tensor(g).data for g in gxs], "backward")
-    for i, (edge, gx, need) in enumerate(zip(f.edges, gxs, f.needs_input_grad)):
-        if gx is None or not need:
-            continue
-        if not isinstance(gx, Tensor):
-            gx = as_tensor(gx, like)
-        if gx.data.shape != edge.shape:
-            raise RuntimeError(f"{type(f).__name__}.backward returned a gradient of shape {gx.shape} "
-                               f"for input {i} of shape {edge.shape}")
-        if gx.data.dtype != edge.dtype:
-            gx = gx.astype(edge.dtype)
-        node = edge.node
-        if _accumulate(grads, (id(node), edge.index), node, gx) and not isinstance(node, Tensor):
-            push(node)
-
-
-def _accumulate(grads, key, node, g):
-    """Add ``g`` to the gradient at ``key``; True when it is the first (schedule its creator)."""
-    entry = grads.get(key)
-    if entry is None:
-        grads[key] = [node, g]
-        return True
-    entry[1] = entry[1] + g
-    return False
 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=False):

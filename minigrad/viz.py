@@ -1,8 +1,9 @@
 """Draw the recorded graph of a tensor as Graphviz DOT: boxes are Functions, ellipses are tensors.
 
-The graph is what autograd keeps: each tensor's ``creator`` Function and that Function's ``edges`` (one per
-input: the Function that made it, or the leaf itself), so the walk goes from the output back to the leaves;
-arrows are drawn in data-flow direction (inputs above outputs).
+The graph is what autograd keeps: each tensor's ``creator`` Function and that Function's ``edges`` (one for each
+input that wants a gradient: the Function that made it, or the leaf itself), so the walk goes from the output
+back to the leaves; arrows are drawn in data-flow direction (inputs above outputs). An input that needs no
+gradient (data, a constant) is not part of the graph, so it is not drawn.
 """
 import shutil
 import subprocess
@@ -69,9 +70,9 @@ def to_dot(tensor, show_grad_norms=False, params=None):
     """DOT text of the graph that produced ``tensor``.
 
     ``params`` (a Module, a dict or ``named_parameters()``) names parameter ellipses; otherwise a tensor's
-    ``name`` is shown. Colours: parameters blue, other leaves that require grad orange, constants grey, the
-    output green. ``show_grad_norms`` adds the L2 norm of ``.grad`` where there is one (call
-    ``backward(retain_graph=True)`` first, or the graph behind the output is already freed).
+    ``name`` is shown. Colours: parameters blue, other leaves that require grad orange, the output green.
+    ``show_grad_norms`` adds the L2 norm of ``.grad`` where there is one (call ``backward(retain_graph=True)``
+    first, or the graph behind the output is already freed).
     """
     if not isinstance(tensor, Tensor):
         raise TypeError(f"to_dot expects a Tensor, got {type(tensor).__name__}")
@@ -99,9 +100,10 @@ def to_dot(tensor, show_grad_norms=False, params=None):
         done.add(id(f))
         label = type(f).__name__ + ("\n(freed by backward;\nuse retain_graph=True)" if f.edges is None else "")
         nodes.append(f"  {nid(f, 'f')} [shape=box, fillcolor={_quote(COLORS['function'])}, label={_quote(label)}];")
-        for e in f.edges or ():
+        inputs = [e for e in f.edges or () if e is not None]
+        for e in inputs:
             edges.append(f"  {nid(e, 't')} -> {nid(f, 'f')};")
-        stack.extend(reversed(f.edges or ()))  # first input popped first: drawn leftmost
+        stack.extend(reversed(inputs))  # first input popped first: drawn leftmost
     head = ["digraph minigrad {", "  rankdir=TB;",
             '  node [style=filled, fontname="Helvetica", fontsize=10];', '  edge [arrowsize=0.7];']
     return "\n".join(head + nodes + edges + ["}"]) + "\n"

@@ -9,12 +9,11 @@ from minigrad.ops.shape import sum_to
 
 class Add(Function):
     def forward(self, a, b):
-        self.a_shape, self.b_shape = a.shape, b.shape
         return a + b
 
     def backward(self, gy):
         need_a, need_b = self.needs_input_grad
-        return sum_to(gy, self.a_shape) if need_a else None, sum_to(gy, self.b_shape) if need_b else None
+        return sum_to(gy, self.input_shape(0)) if need_a else None, sum_to(gy, self.input_shape(1)) if need_b else None
 
 
 def add(a, b):
@@ -23,12 +22,11 @@ def add(a, b):
 
 class Sub(Function):
     def forward(self, a, b):
-        self.a_shape, self.b_shape = a.shape, b.shape
         return a - b
 
     def backward(self, gy):
         need_a, need_b = self.needs_input_grad
-        return sum_to(gy, self.a_shape) if need_a else None, sum_to(-gy, self.b_shape) if need_b else None
+        return sum_to(gy, self.input_shape(0)) if need_a else None, sum_to(-gy, self.input_shape(1)) if need_b else None
 
 
 def sub(a, b):
@@ -41,13 +39,13 @@ class Mul(Function):
     def forward(self, a, b):
         need_a, need_b = self.needs_input_grad
         self.save_for_backward(b if need_a else None, a if need_b else None)
-        self.a_shape, self.b_shape = a.shape, b.shape
         return a * b
 
     def backward(self, gy):
         b, a = self.saved_tensors
         need_a, need_b = self.needs_input_grad
-        return sum_to(gy * b, self.a_shape) if need_a else None, sum_to(gy * a, self.b_shape) if need_b else None
+        return (sum_to(gy * b, self.input_shape(0)) if need_a else None,
+                sum_to(gy * a, self.input_shape(1)) if need_b else None)
 
 
 def mul(a, b):
@@ -59,14 +57,14 @@ class Div(Function):
 
     def forward(self, a, b):
         self.save_for_backward(a if self.needs_input_grad[1] else None, b)
-        self.a_shape, self.b_shape = a.shape, b.shape
         return a / b
 
     def backward(self, gy):
         a, b = self.saved_tensors
         need_a, need_b = self.needs_input_grad
         ga = gy / b
-        return sum_to(ga, self.a_shape) if need_a else None, sum_to(-ga * a / b, self.b_shape) if need_b else None
+        return (sum_to(ga, self.input_shape(0)) if need_a else None,
+                sum_to(-ga * a / b, self.input_shape(1)) if need_b else None)
 
 
 def div(a, b):
@@ -91,14 +89,13 @@ class Pow(Function):
     def forward(self, a, b):
         y = a ** b
         self.save_for_backward(a, b, y if self.needs_input_grad[1] else None)
-        self.a_shape, self.b_shape = a.shape, b.shape
         return y
 
     def backward(self, gy):
         a, b, y = self.saved_tensors
         need_a, need_b = self.needs_input_grad
-        return (sum_to(gy * b * a ** (b - 1), self.a_shape) if need_a else None,
-                sum_to(gy * y * log(a), self.b_shape) if need_b else None)
+        return (sum_to(gy * b * a ** (b - 1), self.input_shape(0)) if need_a else None,
+                sum_to(gy * y * log(a), self.input_shape(1)) if need_b else None)
 
 
 def pow(a, b):

@@ -102,7 +102,6 @@ class Maximum(Function):
 
     def forward(self, a, b):
         self.save_for_backward(a, b)
-        self.a_shape, self.b_shape = a.shape, b.shape
         return get_array_module(a).maximum(a, b)
 
     def weight_of_a(self, a, b):
@@ -112,8 +111,8 @@ class Maximum(Function):
         a, b = (t.data for t in self.saved_tensors)
         wa = Tensor(self.weight_of_a(a, b).astype(gy.dtype))
         need_a, need_b = self.needs_input_grad
-        return (sum_to(gy * wa, self.a_shape) if need_a else None,
-                sum_to(gy * (1 - wa), self.b_shape) if need_b else None)
+        return (sum_to(gy * wa, self.input_shape(0)) if need_a else None,
+                sum_to(gy * (1 - wa), self.input_shape(1)) if need_b else None)
 
 
 def maximum(a, b):
@@ -123,7 +122,6 @@ def maximum(a, b):
 class Minimum(Maximum):
     def forward(self, a, b):
         self.save_for_backward(a, b)
-        self.a_shape, self.b_shape = a.shape, b.shape
         return get_array_module(a).minimum(a, b)
 
     def weight_of_a(self, a, b):
@@ -141,14 +139,13 @@ class Where(Function):
         self.cond = cond
 
     def forward(self, a, b):
-        self.a_shape, self.b_shape = a.shape, b.shape
         return get_array_module(a).where(self.cond, a, b)
 
     def backward(self, gy):
         zero = Tensor(get_array_module(gy.data).zeros((), gy.dtype))
         need_a, need_b = self.needs_input_grad
-        return (sum_to(Where(self.cond)(gy, zero), self.a_shape) if need_a else None,
-                sum_to(Where(self.cond)(zero, gy), self.b_shape) if need_b else None)
+        return (sum_to(Where(self.cond)(gy, zero), self.input_shape(0)) if need_a else None,
+                sum_to(Where(self.cond)(zero, gy), self.input_shape(1)) if need_b else None)
 
 
 def where(cond, a, b):

@@ -13,7 +13,6 @@ class MatMul(Function):
     def forward(self, a, b):
         need_a, need_b = self.needs_input_grad
         self.save_for_backward(a if need_b else None, b if need_a else None)
-        self.a_shape, self.b_shape = a.shape, b.shape
         if a.ndim > 2 and b.ndim == 2:  # one BLAS product over the stacked rows, not a loop over the batch
             return get_array_module(a).matmul(a.reshape(-1, a.shape[-1]), b).reshape(a.shape[:-1] + (b.shape[-1],))
         return get_array_module(a).matmul(a, b)
@@ -21,12 +20,12 @@ class MatMul(Function):
     def backward(self, gy):
         a, b = self.saved_tensors
         need_a, need_b = self.needs_input_grad
-        ga = sum_to(MatMul()(gy, swapaxes(b, -1, -2)), self.a_shape) if need_a else None
+        ga = sum_to(MatMul()(gy, swapaxes(b, -1, -2)), self.input_shape(0)) if need_a else None
         gb = None
-        if need_b and len(self.b_shape) == 2 and len(self.a_shape) > 2:  # a weight shared by a batch: one product
+        if need_b and len(self.input_shape(1)) == 2 and a.ndim > 2:  # a weight shared by a batch: one product
             gb = MatMul()(swapaxes(reshape(a, (-1, a.shape[-1])), 0, 1), reshape(gy, (-1, gy.shape[-1])))
         elif need_b:
-            gb = sum_to(MatMul()(swapaxes(a, -1, -2), gy), self.b_shape)
+            gb = sum_to(MatMul()(swapaxes(a, -1, -2), gy), self.input_shape(1))
         return ga, gb
 
 
@@ -57,7 +56,6 @@ class Linear(Function):
     def forward(self, x, w, b=None):
         need_x, need_w = self.needs_input_grad[:2]
         self.save_for_backward(x if need_w else None, w if need_x else None)
-        self.b_shape = None if b is None else b.shape
         y = get_array_module(x).matmul(x, w.T)
         if b is not None:
             y += b
@@ -71,9 +69,9 @@ class Linear(Function):
         if need[1]:
             g2, x2 = reshape(gy, (-1, gy.shape[-1])), reshape(x, (-1, x.shape[-1]))
             gw = MatMul()(swapaxes(g2, 0, 1), x2)
-        if self.b_shape is None:
+        if len(need) == 2:
             return gx, gw
-        return gx, gw, (sum_to(gy, self.b_shape) if need[2] else None)
+        return gx, gw, (sum_to(gy, self.input_shape(2)) if need[2] else None)
 
 
 def linear(x, weight, bias=None):

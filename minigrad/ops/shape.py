@@ -92,7 +92,7 @@ class SumTo(Function):
 
 def sum_to(x, shape):
     """Undo broadcasting: sum ``x`` down to ``shape`` (the backward of every broadcasting op)."""
-    shape = tuple(shape)
+    shape = shape if shape.__class__ is tuple else tuple(shape)
     return x if x.shape == shape else SumTo(shape)(x)
 
 
