@@ -87,6 +87,34 @@ def as_dtype(dtype):
         raise TypeError(f"dtype must be a NumPy dtype or its name, got {dtype!r}") from None
 
 
+class AxisError(IndexError, ValueError):
+    """An axis out of range: an IndexError as in PyTorch, and a ValueError as NumPy's ``AxisError`` is."""
+
+
+def normalize_axis(axis, ndim, fn, name="axis"):
+    """``axis`` (negative counts from the end) as an index in ``range(ndim)``, or IndexError naming ``fn``, the
+    argument, the axis and ``ndim``. The one check every op, loss, norm and layer that takes an axis goes
+    through: NumPy would otherwise wrap some out-of-range axes silently. A 0-d tensor accepts 0 and -1 (PyTorch)."""
+    if isinstance(axis, bool) or not hasattr(axis, "__index__"):
+        raise TypeError(f"{fn}: {name} must be an int, got {axis!r} ({type(axis).__name__})")
+    a = axis.__index__()
+    n = ndim if ndim else 1
+    if not -n <= a < n:
+        raise AxisError(f"{fn}: {name}={a} is out of range for a tensor with {ndim} dimension(s) "
+                         f"(expected {-n} to {n - 1})")
+    return a % n
+
+
+def normalize_axes(axis, ndim, fn, name="axis"):
+    """``axis`` (None for all, an int or a sequence of ints) as a sorted tuple of distinct axes in ``range(ndim)``."""
+    if axis is None:
+        return tuple(range(ndim))
+    axes = [normalize_axis(a, ndim, fn, name) for a in (axis if isinstance(axis, (tuple, list)) else (axis,))]
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"{fn}: {name}={axis!r} names an axis twice (tensor with {ndim} dimension(s))")
+    return tuple(sorted(axes)) if ndim else ()
+
+
 def is_floating(dtype):
     return dtype.kind == "f"
 
@@ -96,14 +124,24 @@ def asarray(data, dtype=None, device="cpu"):
     device = parse_device(device)
     if dtype is None and not is_array(data):
         probe = np.asarray(data)
+        if probe.dtype.kind not in "biufc":  # strings, objects, dates: nothing an op can compute with
+            raise TypeError(f"tensor: data must be numbers or booleans, got {probe.dtype} ({_describe(data)})")
         dtype = DEFAULT_FLOAT if probe.dtype.kind == "f" else probe.dtype
         data = probe
+    elif np.dtype(dtype if dtype is not None else data.dtype).kind not in "biufc":
+        raise TypeError(f"tensor: data must be numbers or booleans, got dtype "
+                        f"{np.dtype(dtype if dtype is not None else data.dtype)}")
     if device == "cpu":
         if cp is not None and isinstance(data, cp.ndarray):
             data = data.get()
         return np.array(data, dtype=dtype, copy=True)
     with cp.cuda.Device(int(device.split(":")[1])):
         return cp.array(data, dtype=dtype, copy=True)
+
+
+def _describe(data):
+    text = repr(data)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def to_numpy(array):

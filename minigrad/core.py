@@ -6,6 +6,7 @@ functions from the output to the leaves, newest first (a heap keyed by generatio
 ``backward`` with Tensors, so a backward written with differentiable ops can itself be differentiated.
 """
 from heapq import heappop, heappush
+import contextvars
 import os
 import traceback
 from weakref import ref as _weakref
@@ -13,25 +14,48 @@ from weakref import ref as _weakref
 from minigrad import backend
 
 
+# Grad mode and anomaly mode are per thread (PyTorch semantics): ``no_grad`` in one thread leaves the others
+# recording, and a new thread starts with grad enabled and anomaly detection off (its context starts empty, so
+# the defaults apply; each asyncio task gets its own copy too). Context variables rather than threading.local:
+# reading one costs what reading a class attribute costs, and every op reads them.
+_grad_var = contextvars.ContextVar("minigrad_grad_enabled", default=True)
+_anomaly_var = contextvars.ContextVar("minigrad_anomaly", default=False)
+_grad_enabled = _grad_var.get
+_anomaly = _anomaly_var.get
+
+# In-place changes: a process-wide counter of in-place changes ("epoch"). A Function remembers the epoch when
+# it ran; a changed tensor remembers the epoch of its last change. Backward checks a Function's inputs only
+# when the epoch has moved since it ran, so graphs without in-place changes pay one comparison per op.
+_epoch = [0]
+
+
 class _Config:
-    grad_enabled = True
-    anomaly = False
+    callbacks = None  # during a backward with gradient hooks: what ``queue_callback`` asked to run at its end
 
 
 class _GradMode:
     """Context manager and decorator that switches graph recording on or off."""
 
+    pending = False  # set_grad_enabled switched at the call already; ``prev`` holds the mode before it
+
     def __init__(self, enabled):
         self.enabled = enabled
 
     def __enter__(self):
-        self.prev = _Config.grad_enabled
-        _Config.grad_enabled = self.enabled
+        if self.pending:
+            self.pending = False
+        else:
+            self.prev = _grad_enabled()
+        _grad_var.set(self.enabled)
 
     def __exit__(self, *exc):
-        _Config.grad_enabled = self.prev
+        _grad_var.set(self.prev)
 
     def __call__(self, func):
+        if self.pending:  # used as a decorator: the switch belongs to the calls, not to the decoration
+            self.pending = False
+            _grad_var.set(self.prev)
+
         def wrapper(*args, **kwargs):
             with _GradMode(self.enabled):
                 return func(*args, **kwargs)
@@ -40,35 +64,45 @@ class _GradMode:
 
 
 def no_grad():
-    """Ops inside record no graph (inference, optimizer steps)."""
+    """Ops inside record no graph (inference, optimizer steps); in this thread only."""
     return _GradMode(False)
 
 
 def enable_grad():
-    """Record the graph again inside a ``no_grad`` block."""
+    """Record the graph again inside a ``no_grad`` block (this thread only)."""
     return _GradMode(True)
 
 
 def is_grad_enabled():
-    return _Config.grad_enabled
+    return _grad_enabled()
+
+
+def set_grad_enabled(mode):
+    """Switch graph recording on or off for this thread: as a call it takes effect at once; used in a ``with``
+    block or as a decorator it restores the previous mode on exit (``torch.set_grad_enabled``)."""
+    ctx = _GradMode(bool(mode))
+    ctx.prev, ctx.pending = _grad_enabled(), True
+    _grad_var.set(ctx.enabled)
+    return ctx
 
 
 class detect_anomaly:
-    """Inside, the first op whose forward or backward makes NaN/Inf raises, naming the op and the user line."""
+    """Inside, the first op whose forward or backward makes NaN/Inf raises, naming the op and the user line
+    (in this thread only)."""
 
     def __enter__(self):
-        self.prev = _Config.anomaly
-        _Config.anomaly = True
+        self.prev = _anomaly()
+        _anomaly_var.set(True)
 
     def __exit__(self, *exc):
-        _Config.anomaly = self.prev
+        _anomaly_var.set(self.prev)
 
 
 class Tensor:
     """An array (NumPy or CuPy) with an optional gradient and a link to the Function that created it."""
 
     __slots__ = ("data", "grad", "_requires_grad", "creator", "generation", "index", "name", "_retains_grad",
-                 "__weakref__")
+                 "_vcount", "_vstamp", "__weakref__")
     __array_priority__ = 1000  # ndarray <op> Tensor defers to Tensor's reflected operator
 
     def __init__(self, data, requires_grad=False, name=None):
@@ -161,6 +195,18 @@ class Tensor:
     def zero_grad_(self):
         self.grad = None
 
+    def register_post_accumulate_grad_hook(self, hook):
+        """Call ``hook(self)`` during backward as soon as this leaf's ``.grad`` holds its final gradient (all the
+        ops that read it have run), not at the end of the sweep. Returns a handle whose ``remove()`` undoes it."""
+        if self.creator is not None:
+            raise RuntimeError("register_post_accumulate_grad_hook: only leaf tensors accumulate a .grad; this "
+                               f"tensor (shape {self.shape}) was made by {type(self.creator).__name__}")
+        key = id(self)
+        if key not in _grad_hooks:  # keyed by id (Tensor's == is elementwise); the entry dies with the tensor
+            _grad_hooks[key] = (_weakref(self, lambda _, key=key: _grad_hooks.pop(key, None)), [])
+        _grad_hooks[key][1].append(hook)
+        return _HookHandle(self, hook)
+
     def backward(self, grad=None, retain_graph=False, create_graph=False):
         """Accumulate d(self)/d(leaf) into every leaf's ``.grad`` (like ``torch.Tensor.backward``)."""
         if not self.requires_grad:
@@ -210,8 +256,93 @@ class Tensor:
             raise TypeError("iteration over a 0-d tensor")
         return (self[i] for i in range(len(self)))
 
+    # ---- in-place ops --------------------------------------------------------------------------------------
+    # They change ``data`` where it lies and add 1 to ``_version``, so backward can refuse values changed after
+    # an op used them (as PyTorch does). They record no graph, so a tensor that requires grad can only be
+    # changed under ``no_grad()``. Writing into ``.data`` directly bypasses the counter, as in PyTorch.
+    @property
+    def _version(self):
+        """How many times this tensor was changed in place (0 for a new one; the slots are set on first change)."""
+        return getattr(self, "_vcount", 0)
+
+    @_version.setter
+    def _version(self, value):
+        _epoch[0] += 1
+        self._vcount, self._vstamp = value, _epoch[0]
+
+    def _inplace(self, op):
+        """The array to write, after checking that ``op`` may change this tensor in place."""
+        if self._requires_grad and _grad_enabled():
+            what = "a leaf tensor that requires grad" if self.creator is None else "a tensor inside a graph"
+            raise RuntimeError(f"{op}: {what} (shape {self.shape}) cannot be changed in place while grad mode is on "
+                               "(the change would not be recorded); wrap it in mg.no_grad() or use the "
+                               "out-of-place op")
+        if not getattr(self.data.flags, "writeable", True):
+            raise ValueError(f"{op}: this tensor's array (shape {self.shape}) is read-only; copy it first")
+        self._version += 1
+        return self.data
+
+    def add_(self, other, alpha=1):
+        """``self += alpha * other`` in place (broadcasting ``other``)."""
+        a = self._inplace("add_")
+        a += _raw_operand(other) * alpha if alpha != 1 else _raw_operand(other)
+        return self
+
+    def sub_(self, other, alpha=1):
+        a = self._inplace("sub_")
+        a -= _raw_operand(other) * alpha if alpha != 1 else _raw_operand(other)
+        return self
+
+    def mul_(self, other):
+        a = self._inplace("mul_")
+        a *= _raw_operand(other)
+        return self
+
+    def div_(self, other):
+        a = self._inplace("div_")
+        a /= _raw_operand(other)
+        return self
+
+    def zero_(self):
+        self._inplace("zero_")[...] = 0
+        return self
+
+    def fill_(self, value):
+        self._inplace("fill_")[...] = _raw_operand(value)
+        return self
+
+    def copy_(self, src):
+        """Overwrite the values with ``src`` (broadcast and cast to this tensor's dtype)."""
+        src = _raw_operand(src)
+        if backend.is_array(src) and backend.device_of(src) != self.device:
+            src = backend.to_device(src, self.device)
+        self._inplace("copy_")[...] = src
+        return self
+
+    def clamp_(self, min=None, max=None):
+        if min is None and max is None:
+            raise ValueError("clamp_: give min, max or both")
+        a = self._inplace("clamp_")
+        self.xp.clip(a, min, max, out=a)
+        return self
+
+    clip_ = clamp_
+
+    def __setitem__(self, key, value):
+        """``x[key] = value`` in place (NumPy indexing; Tensors in ``key`` act as index arrays)."""
+        if isinstance(key, tuple):
+            key = tuple(k.data if isinstance(k, Tensor) else k for k in key)
+        elif isinstance(key, Tensor):
+            key = key.data
+        self._inplace("__setitem__")[key] = _raw_operand(value)
+
 
 _ndarray, _np_scalar, _np_asarray = backend.np.ndarray, backend.np.generic, backend.np.asarray
+
+
+def _raw_operand(value):
+    """The array (or Python number) an in-place op combines with its tensor."""
+    return value.data if isinstance(value, Tensor) else value
 
 
 def _checked_array(data):
@@ -315,6 +446,7 @@ class Function:
     saved = ()  # what backward reads, as save_for_backward named it
     saves_outputs = False  # True when some saved entry is an output (then rebuilt on demand, see SavedOutput)
     generation = 0  # the largest generation among the inputs (its outputs get one more): backward runs newest first
+    epoch = 0  # the in-place epoch when the op ran (set when it is recorded): see _check_versions
 
     def __call__(self, *inputs):
         for x in inputs:
@@ -324,7 +456,7 @@ class Function:
         xs = [x.data for x in inputs]
         if len(xs) > 1 and backend.cp is not None:
             _check_devices(self, xs)
-        if _Config.grad_enabled:
+        if _grad_enabled():
             needs = tuple([x._requires_grad for x in inputs])
             if len(needs) <= 4:
                 # One shared tuple per pattern: without it a graph node takes 1.10x the memory (fast_paths.py).
@@ -336,7 +468,7 @@ class Function:
         ys = self.forward(*xs)
         single = ys.__class__ is not tuple
         outputs = [Tensor(ys)] if single else [Tensor(y) for y in ys]
-        if _Config.anomaly:
+        if _anomaly():
             _check_finite(self, [o.data for o in outputs], "forward")
         if record:
             self._record(inputs, xs, (ys,) if single else ys, outputs)
@@ -347,6 +479,7 @@ class Function:
         creator of every output, and what forward asked to save resolved against the inputs and outputs."""
         self.edges = [Edge(x) if need else None for x, need in zip(inputs, self.needs_input_grad)]
         self.generation = gen = max([x.generation for x in inputs])
+        self.epoch = _epoch[0]
         for i, o in enumerate(outputs):
             o._requires_grad = o.data.dtype.kind == "f"
             o.creator, o.generation, o.index = self, gen + 1, i
@@ -355,7 +488,7 @@ class Function:
             self.output_meta = [(o.shape, o.dtype) for o in outputs]
         if self.saved:
             self.saved = tuple([a if a is None else _pack(self, a, inputs, xs, ys, outputs) for a in self.saved])
-        if _Config.anomaly:
+        if _anomaly():
             self.trace = _user_frame()
 
     def save_for_backward(self, *arrays):
@@ -453,6 +586,96 @@ def _freed(f):
                         "earlier backward; pass retain_graph=True to the first backward if you need it twice")
 
 
+def _check_versions(f):
+    """Raise when a tensor that ``f.backward`` reads (what it saved) was changed in place after ``f`` ran
+    (called only when some tensor was changed in place since then)."""
+    stale = [(f"saved tensor {k}", s) for k, s in enumerate(f.saved)
+             if isinstance(s, Tensor) and getattr(s, "_vstamp", 0) > f.epoch]
+    for s in f.saved:
+        o = f.outputs[s.index]() if s.__class__ is SavedOutput else None
+        if o is not None and getattr(o, "_vstamp", 0) > f.epoch:
+            stale.append((f"output {s.index}", o))
+    if stale:
+        where, t = stale[0]
+        name = f" {t.name!r}" if isinstance(t.name, str) else ""
+        raise RuntimeError(f"one of the variables needed for gradient computation has been modified by an inplace "
+                           f"operation: {where}{name} of {type(f).__name__} (shape {tuple(t.shape)}, {t.dtype}) was "
+                           f"changed after {type(f).__name__} used it and is now at version {t._version}. Compute "
+                           "the loss after the change (e.g. call backward before optimizer.step()), or change a copy")
+
+
+# ---- gradient hooks on leaves ----------------------------------------------------------------------------
+_grad_hooks = {}  # id(leaf Tensor) -> (weak reference to it, its post-accumulate-grad hooks)
+
+
+class _HookHandle:
+    def __init__(self, tensor, hook):
+        self.key, self.hook = id(tensor), hook
+
+    def remove(self):
+        hooks = _grad_hooks.get(self.key, (None, []))[1]
+        if self.hook in hooks:
+            hooks.remove(self.hook)
+            if not hooks:
+                del _grad_hooks[self.key]
+
+
+def queue_callback(fn):
+    """Run ``fn()`` once the backward that is running has finished (from a gradient hook: e.g. wait for the
+    communication the hooks started)."""
+    if _Config.callbacks is None:
+        raise RuntimeError("queue_callback: no backward with gradient hooks is running")
+    _Config.callbacks.append(fn)
+
+
+def _hooked_leaves(roots):
+    """The leaves with hooks that this backward reaches, each with the heap key of the last op to read it:
+    once the sweep pops a later key, that leaf's gradient is complete. Sorted so the next ready one is last."""
+    last, stack, seen = {}, [r.creator for r in roots if r.creator is not None], set()
+    while stack:
+        f = stack.pop()
+        if id(f) in seen or f.edges is None:
+            continue
+        seen.add(id(f))
+        key = (-f.generation, id(f))
+        for edge in f.edges:
+            if edge is None:
+                continue
+            node = edge.node
+            if isinstance(node, Function):
+                stack.append(node)
+            elif id(node) in _grad_hooks and (id(node) not in last or last[id(node)][0] < key):
+                last[id(node)] = (key, node)
+    return sorted(last.values(), key=lambda kx: kx[0], reverse=True)
+
+
+def _flush_ready(hooked, grads, before, taken):
+    """Move complete leaf gradients into ``.grad`` and call their hooks (all remaining when ``before`` is None)."""
+    while hooked and (before is None or hooked[-1][0] < before):
+        t = hooked.pop()[1]
+        entry = grads.pop(graph_key(t), None)
+        if entry is None:
+            continue
+        if t.grad is None:
+            t.grad = _own_grad(entry[1], taken)
+            taken.add(id(t.grad.data))
+        else:
+            t.grad = t.grad + entry[1]
+        for hook in list(_grad_hooks.get(id(t), (None, ()))[1]):
+            hook(t)
+
+
+def _own_grad(g, taken):
+    """``g`` as a tensor's first ``.grad``: its own writable array (users clip gradients in place), copied only
+    when it is a seed, another tensor's gradient, a read-only broadcast or a view of another array."""
+    a = g.data
+    if id(a) in taken or a.base is not None or not getattr(a.flags, "writeable", True):
+        if g.creator is not None:  # create_graph: a differentiable copy keeps the graph
+            return g * 1
+        return Tensor(a.copy())
+    return g
+
+
 # ---- the backward walk -----------------------------------------------------------------------------------
 def graph_key(t):
     """A tensor's place in the graph, which keys its gradient: (its creator, which output) or (itself, 0) for a
@@ -468,12 +691,16 @@ def run_backward(roots, root_grads, retain_graph, create_graph, wanted):
     wanted_keys = None if wanted is None else {graph_key(t) for t in wanted}
     found = {}
     heap, queued = [], set()  # heap of (-generation, id, function): newest first, ids break ties
+    hooked = _hooked_leaves(roots) if _grad_hooks and wanted is None else None
+    if hooked is not None:
+        _Config.callbacks = []
 
     def schedule(f):
         if f not in queued:
             queued.add(f)
             heappush(heap, (-f.generation, id(f), f))
 
+    taken = {id(g.data) for g in root_grads}  # arrays handed out as .grad, and the seeds: never give one twice
     for r, g in zip(roots, root_grads):
         if g.shape != r.shape:
             raise RuntimeError(f"grad of shape {g.shape} given for an output of shape {r.shape}")
@@ -483,10 +710,13 @@ def run_backward(roots, root_grads, retain_graph, create_graph, wanted):
         if r.creator is not None:
             schedule(r.creator)
 
+    anomaly = _anomaly()  # read once: only _backward_unchecked switches it, and back, during the sweep
     with _GradMode(create_graph):
         while heap:
             f = heappop(heap)[2]
             queued.discard(f)  # every consumer of its outputs ran before it (higher generation): it is done
+            if hooked and hooked[-1][0] < (-f.generation, id(f)):
+                _flush_ready(hooked, grads, (-f.generation, id(f)), taken)
             if f.edges is None:
                 raise _freed(f)
             if create_graph and not f.differentiable_backward:
@@ -501,18 +731,21 @@ def run_backward(roots, root_grads, retain_graph, create_graph, wanted):
                 gys = (entry[1],)
                 o = f.outputs[0]()
                 if o is not None and o._retains_grad:
-                    o.grad = gys[0] if o.grad is None else o.grad + gys[0]
+                    o.grad = _own_grad(gys[0], taken) if o.grad is None else o.grad + gys[0]
+                    taken.add(id(o.grad.data))
             else:
-                gys = _output_grads(f, grads, wanted_keys, found, wanted is None)
+                gys = _output_grads(f, grads, wanted_keys, found, wanted is None, taken)
                 if gys is None:
                     continue
-            gxs = _backward_unchecked(f, gys) if _Config.anomaly else f.backward(*gys)
+            if f.epoch != _epoch[0]:  # something was changed in place since f ran: did f's backward need it?
+                _check_versions(f)
+            gxs = _backward_unchecked(f, gys) if anomaly else f.backward(*gys)
             if gxs.__class__ is not tuple:
                 gxs = tuple(gxs) if isinstance(gxs, list) else (gxs,)
             if len(gxs) != len(f.edges):
                 raise RuntimeError(f"{type(f).__name__}.backward returned {len(gxs)} gradients for "
                                    f"{len(f.edges)} inputs")
-            if _Config.anomaly:
+            if anomaly:
                 _check_finite(f, [None if g is None else as_tensor(g).data for g in gxs], "backward")
             for i, (edge, gx) in enumerate(zip(f.edges, gxs)):  # send each gradient along its edge
                 if gx is None or edge is None:
@@ -538,13 +771,23 @@ def run_backward(roots, root_grads, retain_graph, create_graph, wanted):
     if wanted is not None:
         return [found[k] if k in found else (grads[k][1] if k in grads else None)
                 for k in (graph_key(t) for t in wanted)]
+    if hooked is not None:
+        _flush_ready(hooked, grads, None, taken)
     for node, g in grads.values():
         if isinstance(node, Tensor) and node._requires_grad:
-            node.grad = g if node.grad is None else node.grad + g
+            if node.grad is not None:
+                node.grad = node.grad + g
+                continue
+            node.grad = g = _own_grad(g, taken)
+            taken.add(id(g.data))
+    if hooked is not None:
+        callbacks, _Config.callbacks = _Config.callbacks, None
+        for fn in callbacks:
+            fn()
     return None
 
 
-def _output_grads(f, grads, wanted_keys, found, to_leaves):
+def _output_grads(f, grads, wanted_keys, found, to_leaves, taken):
     """The gradients of ``f``'s outputs, taken out of ``grads`` (zeros for an output that got none;
     None when none did). A wanted output's gradient is noted in ``found``; a retained one goes to its ``.grad``."""
     fid, gys = id(f), []
@@ -558,7 +801,8 @@ def _output_grads(f, grads, wanted_keys, found, to_leaves):
             found[(fid, i)] = g
         o = f.outputs[i]()
         if o is not None and o._retains_grad and to_leaves:
-            o.grad = g if o.grad is None else o.grad + g
+            o.grad = _own_grad(g, taken) if o.grad is None else o.grad + g
+            taken.add(id(o.grad.data))
         gys.append(g)
     if len(gys) == 1:
         return None if gys[0] is None else gys
@@ -572,11 +816,11 @@ def _output_grads(f, grads, wanted_keys, found, to_leaves):
 
 def _backward_unchecked(f, gys):
     """Anomaly mode judges what ``f.backward`` returns (checked above), not the ops it runs inside."""
-    _Config.anomaly = False
+    _anomaly_var.set(False)
     try:
         return f.backward(*gys)
     finally:
-        _Config.anomaly = True
+        _anomaly_var.set(True)
 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=False):

@@ -78,13 +78,14 @@ def squash(x, axis=-1, eps=EPS, c=1.0):
     c, eps = _check_squash_args(c, eps)
     if x.ndim == 0:
         raise ValueError("squash: x needs at least one axis (the capsule dimension)")
-    return Squash(axis % x.ndim, c, eps)(x)
+    return Squash(backend.normalize_axis(axis, x.ndim, "squash"), c, eps)(x)
 
 
 def squash_composed(x, axis=-1, eps=EPS, c=1.0):
     """The same map from minigrad ops (reference; differentiable to any order)."""
     x = as_tensor(x)
     c, eps = _check_squash_args(c, eps)
+    backend.normalize_axis(axis, x.ndim, "squash_composed")
     q = mg.sum(x * x, axis=axis, keepdims=True)
     return x * (q / ((q + c) * mg.sqrt(q + eps)))
 

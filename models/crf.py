@@ -23,7 +23,6 @@ from minigrad.nn import Module, Parameter
 EXACT_STEPS = False  # True forces the log-domain step everywhere (slower; the tests use it to check the fallback)
 
 
-
 # ---- argument checks ---------------------------------------------------------------------------------------
 def _floating(name, arg, x, shape, dtype=None):
     x = as_tensor(x)
@@ -143,20 +142,28 @@ def _marginal_grads(h, g, s, e, mask, alpha, logz, w):
         else:
             S[:, t], M[:, t] = St, mt
         beta[:, t - 1] = xp.where(mask[:, t, None], b, beta[:, t])
-    lz = logz[:, None, None]
     with ignore_float_errors():
-        node = xp.exp(alpha + beta - lz)  # P(y_t = j); on padding it repeats the last step's marginal
+        # P(y_t = j) = exp(α_t(j) + β_t(j) − log Z), with log Z taken per step as logsumexp_j(α_t + β_t) (equal
+        # in exact arithmetic): α, β and log Z all grow like T·|logits| and the difference of the global log Z
+        # would cancel catastrophically (float32 at logits ~1e4, float64 at ~1e30); the local one does not.
+        # On padding the step repeats the last step's marginal.
+        v = alpha + beta
+        node = xp.exp(v - array_math.logsumexp(v, axis=2)[:, :, None])
         on = (mask[:, 1:] * w[:, None])[:, :, None]  # pairs (t−1, t) count only inside the sequence
         # P(y_{t-1}=i, y_t=j) = P(y_{t-1}=i) / S_t(i) · E_ji · exp(U_t(j) − m_t): summed over b, t by one matmul
         Q = (node[:, :-1] * on / S[:, 1:]).reshape(-1, K)
         W = xp.exp(U[:, 1:] - M[:, 1:]).reshape(-1, K)
         W[~xp.isfinite(W)] = 0  # steps taken exactly have S = inf, so Q = 0 there
         gg = (E * (xp.ascontiguousarray(W.T) @ Q)).T  # a transposed operand can be slow in threaded BLAS
-        for t in exact:  # pair marginals of these steps in the log domain
-            pair = xp.exp(alpha[:, t - 1, :, None] + g + U[:, t, None, :] - lz)
+        for t in exact:  # pair marginals of these steps in the log domain, normalised per step as above
+            x = alpha[:, t - 1, :, None] + g + U[:, t, None, :]
+            pair = xp.exp(x - array_math.logsumexp(x.reshape(B, K * K), axis=1)[:, None, None])
             gg += xp.where(on[:, t - 1, :, None] != 0, pair * on[:, t - 1, :, None], 0).sum(axis=0)
     wn = node * (w[:, None, None] * mask[:, :, None])
-    return wn, gg, wn[:, 0].sum(axis=0), (xp.exp(alpha[:, T - 1] + e - lz[:, 0]) * w[:, None]).sum(axis=0)
+    last = alpha[:, T - 1] + e
+    with ignore_float_errors():
+        ends = xp.exp(last - array_math.logsumexp(last, axis=1)[:, None])
+    return wn, gg, wn[:, 0].sum(axis=0), (ends * w[:, None]).sum(axis=0)
 
 
 class LogPartition(Function):
@@ -181,12 +188,16 @@ class LogPartition(Function):
 def crf_log_partition(emissions, transitions, mask=None, start=None, end=None):
     """log Σ_y exp score(y) per sequence, shape (B,): one Function with an analytic backward."""
     h, g, s, e, m = _check("crf_log_partition", emissions, transitions, mask, start, end)
+    if h.shape[0] == 0:  # an empty batch: an empty result, zero gradients (the recursion needs a row)
+        return mg.sum(h, axis=(1, 2)) + (mg.sum(g) + mg.sum(s) + mg.sum(e)) * 0.0
     return LogPartition(m)(h, g, s, e)
 
 
 def crf_marginals(emissions, transitions, mask=None, start=None, end=None):
     """Tag marginals P(y_t = j | x) (B, T, K), zero on padding: the gradient of log Z w.r.t. the emissions."""
     h, g, s, e, m = _check("crf_marginals", emissions, transitions, mask, start, end)
+    if h.shape[0] == 0:
+        return Tensor(h.xp.zeros(h.shape, h.dtype))
     alpha, logz = _alphas(h.data, g.data, s.data, e.data, m)
     w = h.xp.ones_like(logz)
     return Tensor(_marginal_grads(h.data, g.data, s.data, e.data, m, alpha, logz, w)[0])

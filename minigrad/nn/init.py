@@ -40,6 +40,7 @@ def _fan(tensor, mode):
 
 def _fill(tensor, values):
     tensor.data[...] = values.astype(tensor.dtype, copy=False)
+    tensor._version += 1
     return tensor
 
 
@@ -68,6 +69,7 @@ def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0):
 
 def constant_(tensor, val):
     tensor.data[...] = val
+    tensor._version += 1
     return tensor
 
 

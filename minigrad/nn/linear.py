@@ -89,7 +89,7 @@ class Unflatten(Module):
 
     def forward(self, input):
         x = as_tensor(input)
-        d = self.dim % x.ndim
+        d = backend.normalize_axis(self.dim, x.ndim, "Unflatten", "dim")
         size = math.prod(self.unflattened_size)
         if -1 not in self.unflattened_size and size != x.shape[d]:
             raise ValueError(f"Unflatten(dim={self.dim}, unflattened_size={self.unflattened_size}): axis {d} of the "

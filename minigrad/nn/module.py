@@ -178,6 +178,7 @@ class Module:
             updates.append((target, value))
         for target, value in updates:
             target.data = backend.to_device(value, target.device).astype(target.dtype, copy=True)
+            target._version += 1
         return missing, unexpected
 
     # ---- printing -------------------------------------------------------------------------------------------

@@ -65,4 +65,5 @@ def vector_to_parameters(vec, parameters):
     for p in parameters:
         n = p.data.size
         p.data = data[start:start + n].reshape(p.shape).astype(p.dtype, copy=True)
+        p._version += 1
         start += n

@@ -8,7 +8,7 @@ from minigrad.core import Tensor
 from minigrad.ops.arithmetic import add, div, mul, neg, pow, sub
 from minigrad.ops.elementwise import (abs, clamp, clip, cos, elu, erf, exp, gelu, leaky_relu, log, maximum,
                                       minimum, relu, sigmoid, sign, sin, softplus, sqrt, tanh, where)
-from minigrad.ops.linalg import einsum, matmul
+from minigrad.ops.linalg import dot, einsum, matmul
 from minigrad.ops.loss import (binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, l1_loss,
                                mse_loss, nll_loss)
 from minigrad.ops.reduction import (argmax, argmin, log_softmax, logsumexp, max, mean, min, norm, softmax, std, sum,
@@ -18,7 +18,7 @@ from minigrad.ops.shape import (astype, broadcast_to, cat, concatenate, expand, 
                                 transpose, unsqueeze)
 
 __all__ = ["abs", "add", "argmax", "argmin", "astype", "binary_cross_entropy", "binary_cross_entropy_with_logits",
-           "broadcast_to", "cat", "clamp", "clip", "concatenate", "cos", "cross_entropy", "div", "einsum", "elu",
+           "broadcast_to", "cat", "clamp", "clip", "concatenate", "cos", "cross_entropy", "div", "dot", "einsum", "elu",
            "erf", "exp", "expand", "expand_dims", "flatten", "gelu", "getitem", "l1_loss", "leaky_relu", "log",
            "log_softmax", "logsumexp", "matmul", "max", "maximum", "mean", "min", "minimum", "mse_loss", "mul", "neg",
            "nll_loss", "norm", "pad", "permute", "pow", "relu", "reshape", "sigmoid", "sign", "sin", "softmax",
@@ -64,7 +64,7 @@ _methods = {
     "softmax": softmax, "log_softmax": log_softmax,
     "reshape": reshape, "view": reshape, "transpose": transpose, "permute": permute, "swapaxes": swapaxes,
     "broadcast_to": broadcast_to, "expand": broadcast_to, "squeeze": squeeze, "unsqueeze": unsqueeze,
-    "flatten": flatten, "astype": astype, "sum_to": sum_to, "matmul": matmul,
+    "flatten": flatten, "astype": astype, "sum_to": sum_to, "matmul": matmul, "dot": dot,
     "float": lambda a: astype(a, "float32"), "double": lambda a: astype(a, "float64"),
     "long": lambda a: astype(a, "int64"),
     "to": _to, "cpu": lambda a: _to(a, "cpu"), "cuda": lambda a, index=0: _to(a, f"cuda:{index}"),

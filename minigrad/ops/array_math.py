@@ -1,15 +1,17 @@
 """Array-level numerics shared by the primitive ops and every fused op: the max-shifted logsumexp, softmax and
 log-softmax, and ``sum_to`` (undo broadcasting). They take and return raw arrays (NumPy or CuPy), never Tensors.
 
-The shift: log Σ exp(x) = m + log Σ exp(x − m) with m the maximum, so no exp overflows; a slice whose maximum is
-±inf is shifted by 0 instead, so that a row of all −inf gives −inf (not NaN) and +inf stays +inf.
+The shift: log Σ exp(x) = m + log Σ exp(x − m) with m the maximum, so no exp overflows. ``logsumexp`` shifts a
+slice whose maximum is ±inf by 0 instead (``max_shift``), so that a slice of all −inf gives −inf and one with +inf
+gives +inf, as PyTorch's ``logsumexp``; ``softmax`` and ``log_softmax`` shift by the maximum as it is, so that a
+slice holding +inf or NaN, or all −inf, is NaN, as PyTorch's.
 """
 from minigrad import backend
 from minigrad.backend import get_array_module, ignore_float_errors
 
 
 def max_shift(x, axis):
-    """The shift: the maximum over ``axis`` (kept as a size-1 axis), 0 where that maximum is ±inf. On the host
+    """The maximum over ``axis`` (kept as a size-1 axis), 0 where that maximum is ±inf. On the host
     ``fmax.reduce`` (no NaN bookkeeping) is several times faster than ``max``."""
     xp = get_array_module(x)
     m = xp.fmax.reduce(x, axis=axis, keepdims=True) if xp is backend.np else x.max(axis=axis, keepdims=True)
@@ -27,15 +29,22 @@ def logsumexp(x, axis, keepdims=False):
 
 def softmax(x, axis):
     """exp(x) / Σ exp(x) over ``axis``, overflow-safe."""
-    e = get_array_module(x).exp(x - max_shift(x, axis))
+    xp = get_array_module(x)
+    if x.size == 0:  # nothing to normalise (and the maximum of an empty axis has no identity)
+        return xp.empty_like(x)
     with ignore_float_errors():
+        e = xp.exp(x - x.max(axis=axis, keepdims=True))
         return e / e.sum(axis=axis, keepdims=True)
 
 
 def log_softmax(x, axis):
     """x − logsumexp(x) over ``axis``, overflow-safe."""
-    with ignore_float_errors():  # a slice of all −inf gives NaN, as −inf − (−inf) does
-        return x - logsumexp(x, axis, keepdims=True)
+    xp = get_array_module(x)
+    if x.size == 0:
+        return xp.empty_like(x)
+    m = x.max(axis=axis, keepdims=True)
+    with ignore_float_errors():
+        return x - (xp.log(xp.exp(x - m).sum(axis=axis, keepdims=True)) + m)
 
 
 def sum_to(g, shape):

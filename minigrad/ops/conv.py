@@ -12,11 +12,14 @@ from minigrad.core import Function, as_tensor
 from minigrad.ops.shape import reshape, squeeze, unsqueeze
 
 
-def int_pair(v, name, fn):
-    """``v`` as a pair of ints (an int means the same on both sides); ``name`` and ``fn`` word the error."""
+def int_pair(v, name, fn, low=None):
+    """``v`` as a pair of ints (an int means the same on both sides); with ``low``, each at least ``low`` (stride
+    and dilation: 1). ``name`` and ``fn`` word the error."""
     v = (v, v) if isinstance(v, int) else tuple(v)
     if len(v) != 2 or not all(isinstance(a, int) for a in v):
         raise ValueError(f"{fn}: {name} must be an int or a pair of ints, got {v!r}")
+    if low is not None and min(v) < low:
+        raise ValueError(f"{fn}: {name} must be >= {low}, got {v!r}")
     return v
 
 
@@ -142,11 +145,14 @@ def _add_bias(y, bias, fn):
     return y + reshape(bias, (1, -1) + (1,) * (y.ndim - 2))
 
 
-def single_int(v, name, fn):
-    """``v`` as one int (a 1-tuple is unpacked); ``name`` and ``fn`` word the error."""
+def single_int(v, name, fn, low=None):
+    """``v`` as one int (a 1-tuple is unpacked), with ``low`` at least ``low``; ``name`` and ``fn`` word the
+    error."""
     v = v if isinstance(v, int) else (v[0] if isinstance(v, (tuple, list)) and len(v) == 1 else v)
     if not isinstance(v, int):
         raise ValueError(f"{fn}: {name} must be an int, got {v!r}")
+    if low is not None and v < low:
+        raise ValueError(f"{fn}: {name} must be >= {low}, got {v!r}")
     return v
 
 
@@ -179,7 +185,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     x, unbatched = _unbatched(input, 4)
     w = as_tensor(weight)
     _check("conv2d", x, w, groups)
-    stride, dilation = int_pair(stride, "stride", "conv2d"), int_pair(dilation, "dilation", "conv2d")
+    stride, dilation = int_pair(stride, "stride", "conv2d", 1), int_pair(dilation, "dilation", "conv2d", 1)
     g = Geometry(stride, _padding(padding, w.shape[2:], dilation, stride, "conv2d"), dilation, groups)
     ho, wo = g.out_size(x.shape[2:], w.shape[2:])
     if ho < 1 or wo < 1:
@@ -222,9 +228,9 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     x, unbatched = _unbatched(input, 4)
     w = as_tensor(weight)
     _check("conv_transpose2d", x, w, groups, transposed=True)
-    stride = int_pair(stride, "stride", "conv_transpose2d")
-    dilation = int_pair(dilation, "dilation", "conv_transpose2d")
-    padding = int_pair(padding, "padding", "conv_transpose2d")
+    stride = int_pair(stride, "stride", "conv_transpose2d", 1)
+    dilation = int_pair(dilation, "dilation", "conv_transpose2d", 1)
+    padding = int_pair(padding, "padding", "conv_transpose2d", 0)
     op = int_pair(output_padding, "output_padding", "conv_transpose2d")
     if any(o >= max(s, d) or o < 0 for o, s, d in zip(op, stride, dilation)):
         raise ValueError(f"conv_transpose2d: output_padding {op} must be smaller than stride {stride} or dilation "
@@ -269,8 +275,8 @@ def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     if x.ndim != 3 or w.ndim != 3:
         raise ValueError(f"conv1d: input must be 3-D (N, C, L) or 2-D (C, L) and weight 3-D (out_channels, "
                          f"in_channels/groups, k); got shapes {tuple(as_tensor(input).shape)} and {w.shape}")
-    pad = padding if isinstance(padding, str) else (0, single_int(padding, "padding", "conv1d"))
-    y = conv2d(unsqueeze(x, 2), unsqueeze(w, 2), None, (1, single_int(stride, "stride", "conv1d")), pad,
-               (1, single_int(dilation, "dilation", "conv1d")), groups)
+    pad = padding if isinstance(padding, str) else (0, single_int(padding, "padding", "conv1d", 0))
+    y = conv2d(unsqueeze(x, 2), unsqueeze(w, 2), None, (1, single_int(stride, "stride", "conv1d", 1)), pad,
+               (1, single_int(dilation, "dilation", "conv1d", 1)), groups)
     y = _add_bias(squeeze(y, 2), bias, "conv1d")
     return squeeze(y, 0) if unbatched else y

@@ -1,7 +1,7 @@
 """Losses, composed from differentiable ops; they follow PyTorch's defaults (``reduction="mean"``)."""
-from minigrad.backend import get_array_module
-from minigrad.core import Tensor, as_tensor
-from minigrad.ops.elementwise import abs, clip, log, softplus
+from minigrad.backend import get_array_module, ignore_float_errors
+from minigrad.core import Function, Tensor, as_tensor
+from minigrad.ops.elementwise import abs, log, maximum, softplus
 from minigrad.ops.reduction import log_softmax, mean, sum
 
 
@@ -57,10 +57,18 @@ def nll_loss(log_probs, target, reduction="mean", ignore_index=-100, label_smoot
     if weight is not None:
         w = as_tensor(weight, lp).data.astype(lp.dtype)
         q = q * w.reshape((C,) + (1,) * (lp.ndim - caxis - 1))
+    if valid is None and isinstance(target, Tensor) and target.requires_grad:
+        qt = target if not label_smoothing else target * (1 - label_smoothing) + label_smoothing / C
+        if weight is not None:  # probability targets that require grad get ∂/∂q = −log p (PyTorch does too)
+            qt = qt * Tensor(w.reshape((C,) + (1,) * (lp.ndim - caxis - 1)))
+        loss = -sum(lp * qt, axis=caxis)
+        return _reduce(loss, reduction, "cross_entropy")
     loss = -sum(lp * Tensor(q.astype(lp.dtype, copy=False)), axis=caxis)
     if reduction == "mean" and valid is not None:
-        denom = valid.sum() if weight is None else (w[safe] * valid).sum()
-        return sum(loss) * (1.0 / float(denom))
+        denom = float(valid.sum() if weight is None else (w[safe] * valid).sum())
+        if not denom:  # every target ignored, or an empty batch: NaN as in PyTorch, with zero gradients
+            return sum(loss) + float("nan")
+        return sum(loss) * (1.0 / denom)
     return _reduce(loss, reduction, "cross_entropy")
 
 
@@ -79,12 +87,44 @@ def binary_cross_entropy_with_logits(logits, target, reduction="mean", pos_weigh
     return _reduce(loss, reduction, "binary_cross_entropy_with_logits")
 
 
-def binary_cross_entropy(probs, target, reduction="mean", eps=1e-12):
-    """BCE on probabilities (clipped away from 0 and 1 by ``eps``)."""
+class BinaryCrossEntropy(Function):
+    """ℓ = −[t·max(log p, −100) + (1−t)·max(log(1−p), −100)] element-wise, PyTorch's clamp of the log, so p = 0
+    or 1 gives a finite loss. ∂p = (p − t) / max(p(1−p), 1e-12) (PyTorch's), ∂t = log(1−p) − log p (clamped)."""
+
+    def forward(self, p, t):
+        need_p, need_t = self.needs_input_grad
+        self.save_for_backward(p, t if need_p else None)
+        xp = get_array_module(p)
+        with ignore_float_errors():
+            lp, l1p = xp.maximum(xp.log(p), -100), xp.maximum(xp.log1p(-p), -100)
+        return -(t * lp + (1 - t) * l1p)
+
+    def backward(self, gy):
+        p, t = self.saved_tensors
+        need_p, need_t = self.needs_input_grad
+        gp = gy * (p - t) / maximum(p * (1 - p), 1e-12) if need_p else None
+        gt = None
+        if need_t:
+            with ignore_float_errors():
+                gt = gy * (maximum(log(1 - p), -100.0) - maximum(log(p), -100.0))
+        return gp, gt
+
+
+def binary_cross_entropy(probs, target, reduction="mean", weight=None):
+    """BCE on probabilities in [0, 1] (PyTorch's: logs clamped at −100, inputs outside [0, 1] rejected)."""
     probs = as_tensor(probs)
     target = as_tensor(target, probs)
-    p = clip(probs, eps, 1 - eps)
-    return _reduce(-(target * log(p) + (1 - target) * log(1 - p)), reduction, "binary_cross_entropy")
+    if target.shape != probs.shape:
+        raise ValueError(f"binary_cross_entropy: target shape {target.shape} != input shape {probs.shape}")
+    if probs.size:
+        lo, hi = float(probs.data.min()), float(probs.data.max())
+        if not (lo >= 0 and hi <= 1):  # NaN fails too
+            raise ValueError(f"binary_cross_entropy: every element of input must lie in [0, 1] (probabilities; "
+                             f"use binary_cross_entropy_with_logits for logits), got values in [{lo}, {hi}]")
+    loss = BinaryCrossEntropy()(probs, target)
+    if weight is not None:
+        loss = loss * as_tensor(weight, probs)
+    return _reduce(loss, reduction, "binary_cross_entropy")
 
 
 def mse_loss(input, target, reduction="mean"):

@@ -1,5 +1,6 @@
 """Reductions with NumPy's ``axis=``/``keepdims=``: sum, mean, max, min, var, std, norm, and the log-sum-exp
 family (logsumexp, softmax, log_softmax), whose forwards share the overflow-safe shift of ``array_math``."""
+from minigrad import backend
 from minigrad.backend import get_array_module
 from minigrad.core import Function, Tensor, as_tensor
 from minigrad.ops import array_math
@@ -7,11 +8,9 @@ from minigrad.ops.elementwise import abs, exp, sqrt, where
 from minigrad.ops.shape import broadcast_to, reshape
 
 
-def _axes(axis, ndim):
-    if axis is None:
-        return tuple(range(ndim))
-    axes = (axis,) if isinstance(axis, int) else tuple(axis)
-    return tuple(sorted(a % ndim for a in axes)) if ndim else ()
+def _axes(axis, ndim, fn="reduction"):
+    """The reduced axes as a sorted tuple, validated (IndexError for an axis out of range)."""
+    return backend.normalize_axes(axis, ndim, fn)
 
 
 def _keep_shape(shape, axes):
@@ -39,12 +38,12 @@ class Sum(Function):
 
 def sum(x, axis=None, keepdims=False):
     x = as_tensor(x)
-    return Sum(_axes(axis, x.ndim), keepdims)(x)
+    return Sum(_axes(axis, x.ndim, "sum"), keepdims)(x)
 
 
 def mean(x, axis=None, keepdims=False):
     x = as_tensor(x)
-    axes = _axes(axis, x.ndim)
+    axes = _axes(axis, x.ndim, "mean")
     n = 1
     for a in axes:
         n *= x.shape[a]
@@ -63,7 +62,11 @@ class Max(Function):
         self.in_shape = x.shape
         y = x.max(axis=self.axes, keepdims=True) if self.mode == "max" else x.min(axis=self.axes, keepdims=True)
         if self.needs_input_grad[0]:
-            self.save_for_backward(x == y)  # where the extremes sit: one byte per element
+            hit = x == y  # where the extremes sit: one byte per element
+            if y.dtype.kind == "f":  # a NaN maximum routes the gradient to the NaN element(s), as in PyTorch
+                xp = get_array_module(x)
+                hit |= xp.isnan(x) & xp.isnan(y)
+            self.save_for_backward(hit)
         return y if self.keepdims else y.reshape(tuple(s for i, s in enumerate(x.shape) if i not in self.axes))
 
     def backward(self, gy):
@@ -75,18 +78,18 @@ class Max(Function):
 def max(x, axis=None, keepdims=False):
     """Largest values (NumPy's ``max``: values only; use ``argmax`` for indices)."""
     x = as_tensor(x)
-    return Max(_axes(axis, x.ndim), keepdims, "max")(x)
+    return Max(_axes(axis, x.ndim, "max"), keepdims, "max")(x)
 
 
 def min(x, axis=None, keepdims=False):
     x = as_tensor(x)
-    return Max(_axes(axis, x.ndim), keepdims, "min")(x)
+    return Max(_axes(axis, x.ndim, "min"), keepdims, "min")(x)
 
 
 def var(x, axis=None, keepdims=False, ddof=0):
     """Variance with NumPy's ``ddof`` (0 = population variance)."""
     x = as_tensor(x)
-    axes = _axes(axis, x.ndim)
+    axes = _axes(axis, x.ndim, "var")
     n = 1
     for a in axes:
         n *= x.shape[a]
@@ -101,11 +104,13 @@ def std(x, axis=None, keepdims=False, ddof=0):
 def argmax(x, axis=None, keepdims=False):
     """Indices of the maxima (an integer tensor, no gradient)."""
     x = as_tensor(x)
+    axis = None if axis is None else backend.normalize_axis(axis, x.ndim, "argmax")
     return Tensor(get_array_module(x.data).argmax(x.data, axis=axis, keepdims=keepdims))
 
 
 def argmin(x, axis=None, keepdims=False):
     x = as_tensor(x)
+    axis = None if axis is None else backend.normalize_axis(axis, x.ndim, "argmin")
     return Tensor(get_array_module(x.data).argmin(x.data, axis=axis, keepdims=keepdims))
 
 
@@ -133,7 +138,7 @@ class Norm2(Function):
 def norm(x, ord=2, axis=None, keepdims=False):
     """Vector p-norm over ``axis`` (all elements by default): ord 2, 1, inf, -inf or any p > 0."""
     x = as_tensor(x)
-    axes = _axes(axis, x.ndim)
+    axes = _axes(axis, x.ndim, "norm")
     if ord == 2:
         return Norm2(axes, keepdims)(x)
     if ord == 1:
@@ -169,7 +174,7 @@ class LogSumExp(Function):
 
 def logsumexp(x, axis=None, keepdims=False):
     x = as_tensor(x)
-    return LogSumExp(_axes(axis, x.ndim), keepdims)(x)
+    return LogSumExp(_axes(axis, x.ndim, "logsumexp"), keepdims)(x)
 
 
 class Softmax(Function):
@@ -190,7 +195,7 @@ class Softmax(Function):
 
 def softmax(x, axis=-1):
     x = as_tensor(x)
-    return Softmax(_axes(axis, x.ndim))(x)
+    return Softmax(_axes(axis, x.ndim, "softmax"))(x)
 
 
 class LogSoftmax(Function):
@@ -211,4 +216,4 @@ class LogSoftmax(Function):
 
 def log_softmax(x, axis=-1):
     x = as_tensor(x)
-    return LogSoftmax(_axes(axis, x.ndim))(x)
+    return LogSoftmax(_axes(axis, x.ndim, "log_softmax"))(x)

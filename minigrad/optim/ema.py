@@ -64,6 +64,7 @@ class EMA:
         """Overwrite the model's parameters and buffers with the averages."""
         for name, t in self._named(model):
             t.data = self._follow(self.shadow, name, t).astype(t.dtype, copy=True)
+            t._version += 1
 
     apply_to = copy_to
 
@@ -77,6 +78,7 @@ class EMA:
             raise RuntimeError("EMA.restore: nothing stored; call store() first")
         for name, t in self._named(model):
             t.data = self._follow(self.backup, name, t)
+            t._version += 1
         self.backup = None
 
     @contextmanager

@@ -87,6 +87,7 @@ class Optimizer:
                 g = -g
             if wd:
                 g = g + wd * x
+            p._version += 1  # the caller updates x in place: graphs that saved p must not backward through it
             yield p.xp, x, g, state
 
     # ---- saving -------------------------------------------------------------------------------------------
@@ -115,20 +116,32 @@ class Optimizer:
         if len(groups) != len(self.param_groups):
             raise ValueError(f"{type(self).__name__}.load_state_dict: the state has {len(groups)} param groups, "
                              f"the optimizer {len(self.param_groups)}")
+        name = f"{type(self).__name__}.load_state_dict"
         params = {}
         for i, (saved, own) in enumerate(zip(groups, self.param_groups)):
             if len(saved["params"]) != len(own["params"]):
-                raise ValueError(f"{type(self).__name__}.load_state_dict: group {i} has {len(saved['params'])} "
+                raise ValueError(f"{name}: group {i} has {len(saved['params'])} "
                                  f"params in the state, {len(own['params'])} in the optimizer")
             for k, p in zip(saved["params"], own["params"]):
                 params[int(k)] = p
+        state = {}  # checked in full before anything changes: a bad entry leaves the optimizer as it was
+        for k, s in state_dict["state"].items():
+            p = params.get(int(k))
+            if p is None:
+                raise ValueError(f"{name}: the state has an entry for param {k!r}, which no param group holds")
+            for key, v in s.items():
+                shape = getattr(v, "shape", None)
+                # per-parameter arrays have the param's shape (a 0-d param's are kept as 1-element arrays)
+                expected = (1,) if p.ndim == 0 else tuple(p.shape)
+                if shape is not None and tuple(shape) not in ((), expected):
+                    raise ValueError(f"{name}: state {key!r} of param {k} has shape {tuple(shape)}, "
+                                     f"the param has shape {tuple(p.shape)}")
+            state[p] = {key: _restore(v, p) for key, v in s.items()}
+        for saved, own in zip(groups, self.param_groups):
             for k, v in saved.items():
                 if k != "params":
                     own[k] = tuple(v) if isinstance(v, list) else v
-        self.state = {}
-        for k, s in state_dict["state"].items():
-            p = params[int(k)]
-            self.state[p] = {name: _restore(v, p) for name, v in s.items()}
+        self.state = state
 
     def __repr__(self):
         lines = [f"{type(self).__name__} ("]
