@@ -33,7 +33,7 @@ def test_an_applied_mutant_changes_the_result():
     code = ("import os; os.environ['MINIGRAD_MUTANT'] = 'attention_scale_1_over_d'\n"
             "import numpy as np, minigrad as mg\n"
             "from minigrad.testing import mutation\n"
-            "from models import attention as A\n"
+            "from minigrad.models import attention as A\n"
             "q = mg.tensor(np.random.default_rng(0).standard_normal((1, 2, 4)))\n"
             "before = A.scaled_dot_product_attention(q, q, q).numpy()\n"
             "mutation.MUTANTS['attention_scale_1_over_d'].apply()\n"
