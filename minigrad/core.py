@@ -7,6 +7,7 @@ functions from the output to the leaves, newest first (a heap keyed by generatio
 """
 from heapq import heappop, heappush
 import contextvars
+import functools
 import os
 import traceback
 from weakref import ref as _weakref
@@ -216,7 +217,8 @@ class Tensor:
             if self.data.size != 1:
                 raise RuntimeError(f"backward() without grad= needs a scalar output, this one has shape {self.shape}; "
                                    "pass grad= of the same shape")
-            grad = Tensor(self.xp.ones_like(self.data))
+            with backend.device_scope(self.data):
+                grad = Tensor(self.xp.ones_like(self.data))
         run_backward([self], [as_tensor(grad, self)], retain_graph or create_graph, create_graph, None)
 
     def __repr__(self):
@@ -429,6 +431,16 @@ class SavedOutput:
         self.index, self.data = index, data
 
 
+def _forward_got_tensor(fn, error):
+    """The message when a Tensor turns up inside ``forward`` (or is returned by it): the PyTorch habit of computing
+    on Tensors there. Here forward receives raw arrays and returns arrays; Tensors are for backward."""
+    return (f"{type(fn).__name__}.forward met a Tensor ({error}): forward receives NumPy/CuPy arrays and must return "
+            f"arrays (compute with xp = minigrad.backend.get_array_module(x), not minigrad ops; keep Tensors "
+            f"for backward). Unlike torch.autograd.Function there is no ctx and no .apply: call the op, "
+            f"{type(fn).__name__}(...)(x); in forward name what backward reads with self.save_for_backward(...) "
+            f"and read it in backward from self.saved_tensors")
+
+
 class Function:
     """Base class of every op: ``forward`` on arrays, ``backward`` on Tensors.
 
@@ -454,7 +466,7 @@ class Function:
                 inputs = as_tensors(*inputs)
                 break
         xs = [x.data for x in inputs]
-        if len(xs) > 1 and backend.cp is not None:
+        if len(xs) > 1 and backend.multi_device:
             _check_devices(self, xs)
         if _grad_enabled():
             needs = tuple([x._requires_grad for x in inputs])
@@ -465,9 +477,18 @@ class Function:
         else:
             needs, record = (False,) * len(xs), False
         self.needs_input_grad = needs
-        ys = self.forward(*xs)
-        single = ys.__class__ is not tuple
-        outputs = [Tensor(ys)] if single else [Tensor(y) for y in ys]
+        try:
+            if xs and xs[0].__class__ is not _ndarray and backend.multi_device:
+                with backend.device_scope(xs[0]):  # kernels and new arrays on the inputs' device, not the current one
+                    ys = self.forward(*xs)
+            else:
+                ys = self.forward(*xs)
+            single = ys.__class__ is not tuple
+            outputs = [Tensor(ys)] if single else [Tensor(y) for y in ys]
+        except TypeError as e:
+            if "Tensor" not in str(e):
+                raise
+            raise TypeError(_forward_got_tensor(self, e)) from e
         if _anomaly():
             _check_finite(self, [o.data for o in outputs], "forward")
         if record:
@@ -547,8 +568,22 @@ def _pack(f, a, inputs, xs, ys, outputs):
     return Tensor(a)
 
 
+def on_inputs_device(fn):
+    """Run ``fn`` with its first Tensor argument's device current. CuPy makes new arrays and launches kernels
+    on the current device, so helpers that work on raw arrays outside a Function (class indices, masks,
+    comparisons) need it for tensors on a GPU other than the current one."""
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        first = next((a for a in args if isinstance(a, Tensor)), None)
+        if first is None or first.data.__class__ is _ndarray or not backend.multi_device:
+            return fn(*args, **kwargs)
+        with backend.device_scope(first.data):
+            return fn(*args, **kwargs)
+    return run
+
+
 def _check_devices(f, xs):
-    """All inputs on one device (only called when CuPy is importable)."""
+    """All inputs on one device (only called when a device besides the host exists)."""
     if len({backend.device_of(x) for x in xs}) == 1:
         return
     devices = ", ".join(f"input {i}: {backend.device_of(x)} {tuple(x.shape)}" for i, x in enumerate(xs))
@@ -672,7 +707,7 @@ def _own_grad(g, taken):
     if id(a) in taken or a.base is not None or not getattr(a.flags, "writeable", True):
         if g.creator is not None:  # create_graph: a differentiable copy keeps the graph
             return g * 1
-        return Tensor(a.copy())
+        return Tensor(backend.copy_array(a))
     return g
 
 
@@ -739,7 +774,11 @@ def run_backward(roots, root_grads, retain_graph, create_graph, wanted):
                     continue
             if f.epoch != _epoch[0]:  # something was changed in place since f ran: did f's backward need it?
                 _check_versions(f)
-            gxs = _backward_unchecked(f, gys) if anomaly else f.backward(*gys)
+            if backend.multi_device:
+                with backend.device_scope(next(g for g in gys if g is not None).data):
+                    gxs = _backward_unchecked(f, gys) if anomaly else f.backward(*gys)
+            else:
+                gxs = _backward_unchecked(f, gys) if anomaly else f.backward(*gys)
             if gxs.__class__ is not tuple:
                 gxs = tuple(gxs) if isinstance(gxs, list) else (gxs,)
             if len(gxs) != len(f.edges):
@@ -809,8 +848,10 @@ def _output_grads(f, grads, wanted_keys, found, to_leaves, taken):
     if all(g is None for g in gys):
         return None
     if any(g is None for g in gys):
-        xp = backend.get_array_module(next(g for g in gys if g is not None).data)
-        gys = [g if g is not None else Tensor(xp.zeros(s, d)) for g, (s, d) in zip(gys, f.output_meta)]
+        ref = next(g for g in gys if g is not None).data
+        xp = backend.get_array_module(ref)
+        with backend.device_scope(ref):
+            gys = [g if g is not None else Tensor(xp.zeros(s, d)) for g, (s, d) in zip(gys, f.output_meta)]
     return gys
 
 
@@ -841,7 +882,8 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
         if g is None:
             if o.data.size != 1:
                 raise RuntimeError(f"grad_outputs must be given for output {i} of shape {o.shape} (not a scalar)")
-            g = Tensor(o.xp.ones_like(o.data))
+            with backend.device_scope(o.data):
+                g = Tensor(o.xp.ones_like(o.data))
         seeds.append(as_tensor(g, o))
     for i, t in enumerate(inputs):
         if not t.requires_grad:

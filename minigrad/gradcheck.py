@@ -5,6 +5,8 @@ Two modes: ``"full"`` builds the whole Jacobian both ways (numeric columns, anal
 random upstream gradient; ``"fast"`` compares one random projection vᵀJu per input, for large inputs.
 On failure the error names the function, the input, the shapes, the worst element and both values.
 """
+import functools
+
 import numpy as np
 
 from minigrad import backend
@@ -153,6 +155,19 @@ def jacobians(fn, inputs, eps=1e-6):
     return list(_jacobians(fn, xs, diff, shapes, eps))
 
 
+def _on_inputs_device(check):
+    """Run ``check`` with its inputs' device current: its perturbed copies and probes are made there."""
+    @functools.wraps(check)
+    def run(fn, inputs, *args, **kwargs):
+        first = inputs if isinstance(inputs, Tensor) else next((x for x in inputs if isinstance(x, Tensor)), None)
+        if first is None:
+            return check(fn, inputs, *args, **kwargs)
+        with backend.device_scope(first.data):
+            return check(fn, inputs, *args, **kwargs)
+    return run
+
+
+@_on_inputs_device
 def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, mode="full", seed=0, raise_exception=True):
     """Check ``fn``'s analytic gradients against central differences in float64.
 
@@ -207,6 +222,7 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, mode="full", seed=0, r
     return True
 
 
+@_on_inputs_device
 def gradgradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, mode="full", seed=0, raise_exception=True):
     """Check second derivatives: gradcheck the map (x, v) ↦ ∂(vᵀ fn(x))/∂x built with ``create_graph=True``."""
     xs, diff = _prepare(inputs)

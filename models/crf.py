@@ -15,7 +15,7 @@ Derivation: docs/derivations/crf.md. Tests: tests/models/test_crf.py.
 """
 from minigrad import backend
 from minigrad.backend import get_array_module, ignore_float_errors
-from minigrad.core import Function, Tensor, as_tensor, no_grad
+from minigrad.core import Function, Tensor, as_tensor, no_grad, on_inputs_device
 from minigrad.ops import array_math
 import minigrad as mg
 from minigrad.nn import Module, Parameter
@@ -185,6 +185,7 @@ class LogPartition(Function):
         return tuple(Tensor(x) for x in grads)
 
 
+@on_inputs_device
 def crf_log_partition(emissions, transitions, mask=None, start=None, end=None):
     """log Σ_y exp score(y) per sequence, shape (B,): one Function with an analytic backward."""
     h, g, s, e, m = _check("crf_log_partition", emissions, transitions, mask, start, end)
@@ -193,6 +194,7 @@ def crf_log_partition(emissions, transitions, mask=None, start=None, end=None):
     return LogPartition(m)(h, g, s, e)
 
 
+@on_inputs_device
 def crf_marginals(emissions, transitions, mask=None, start=None, end=None):
     """Tag marginals P(y_t = j | x) (B, T, K), zero on padding: the gradient of log Z w.r.t. the emissions."""
     h, g, s, e, m = _check("crf_marginals", emissions, transitions, mask, start, end)
@@ -203,6 +205,7 @@ def crf_marginals(emissions, transitions, mask=None, start=None, end=None):
     return Tensor(_marginal_grads(h.data, g.data, s.data, e.data, m, alpha, logz, w)[0])
 
 
+@on_inputs_device
 def crf_log_partition_composed(emissions, transitions, mask=None, start=None, end=None):
     """The same log Z from minigrad primitives (logsumexp per step): autograd derives the backward."""
     h, g, s, e, m = _check("crf_log_partition_composed", emissions, transitions, mask, start, end)
@@ -213,6 +216,7 @@ def crf_log_partition_composed(emissions, transitions, mask=None, start=None, en
     return mg.logsumexp(alpha + e, axis=1)
 
 
+@on_inputs_device
 def crf_path_score(emissions, tags, transitions, mask=None, start=None, end=None):
     """score(y) (B,) of the given tag paths, from indexing ops (differentiable)."""
     h, g, s, e, m = _check("crf_path_score", emissions, transitions, mask, start, end)
@@ -252,6 +256,7 @@ def _constraint(name, arg, allowed, shape, like):
     return a
 
 
+@on_inputs_device
 def viterbi_decode(emissions, transitions, mask=None, start=None, end=None, allowed=None, allowed_start=None,
                    allowed_end=None):
     """Best tag paths (B, T) int64 (−1 on padding) and their scores (B,), vectorised over the batch.

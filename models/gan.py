@@ -13,7 +13,7 @@ from collections import namedtuple
 
 from minigrad import backend, nn
 from minigrad.backend import get_array_module
-from minigrad.core import Function, Tensor, as_tensor, enable_grad, grad, no_grad
+from minigrad.core import Function, Tensor, as_tensor, enable_grad, grad, no_grad, on_inputs_device
 from minigrad.creation import randn, zeros
 from minigrad.ops import relu, softplus, sqrt, stack, unsqueeze, sum as _sum
 
@@ -152,6 +152,7 @@ def r2_penalty(discriminator, fake):
     return _squared_norms(input_gradient(discriminator, fake)).mean()
 
 
+@on_inputs_device
 def interpolate(real, fake, alpha=None):
     """x̂ = α·real + (1 − α)·fake with one α ~ U(0, 1) per sample (drawn from the seeded generator when None)."""
     real, fake = as_tensor(real), as_tensor(fake)

@@ -16,7 +16,8 @@ def empty_parameter(shape, device=None, dtype=None):
 
 def zeros_tensor(shape, device=None, dtype=None):
     data = backend.asarray(0.0, dtype=dtype or backend.DEFAULT_FLOAT, device=device or "cpu")
-    return Tensor(backend.get_array_module(data).zeros(tuple(shape), dtype=data.dtype))
+    with backend.device_scope(data):  # on ``device``, not on the current GPU
+        return Tensor(backend.get_array_module(data).zeros(tuple(shape), dtype=data.dtype))
 
 
 def default_init(weight, bias):

@@ -4,7 +4,7 @@
 table at the end of this file binds ``x + y``, ``x @ w``, ``x.sum()``, ``x.to(...)`` and the rest to the ops.
 """
 from minigrad import backend
-from minigrad.core import Tensor
+from minigrad.core import Tensor, on_inputs_device
 from minigrad.ops.arithmetic import add, div, mul, neg, pow, sub
 from minigrad.ops.elementwise import (abs, clamp, clip, cos, elu, erf, exp, gelu, leaky_relu, log, maximum,
                                       minimum, relu, sigmoid, sign, sin, softplus, sqrt, tanh, where)
@@ -27,6 +27,7 @@ __all__ = ["abs", "add", "argmax", "argmin", "astype", "binary_cross_entropy", "
 
 
 def _compare(op):
+    @on_inputs_device
     def method(self, other):
         other = other.data if isinstance(other, Tensor) else other
         return Tensor(self.xp.asarray(op(self.data, other)))
@@ -55,7 +56,7 @@ _methods = {
     "__eq__": _compare(lambda a, b: a == b), "__ne__": _compare(lambda a, b: a != b),
     "__lt__": _compare(lambda a, b: a < b), "__le__": _compare(lambda a, b: a <= b),
     "__gt__": _compare(lambda a, b: a > b), "__ge__": _compare(lambda a, b: a >= b),
-    "__invert__": lambda a: Tensor(~a.data),
+    "__invert__": on_inputs_device(lambda a: Tensor(~a.data)),
     "__and__": _compare(lambda a, b: a & b), "__or__": _compare(lambda a, b: a | b),
     "exp": exp, "log": log, "sqrt": sqrt, "abs": abs, "sin": sin, "cos": cos, "tanh": tanh,
     "sigmoid": sigmoid, "relu": relu, "clip": clip, "clamp": clip, "sign": sign,

@@ -1,6 +1,6 @@
 """Losses, composed from differentiable ops; they follow PyTorch's defaults (``reduction="mean"``)."""
 from minigrad.backend import get_array_module, ignore_float_errors
-from minigrad.core import Function, Tensor, as_tensor
+from minigrad.core import Function, Tensor, as_tensor, on_inputs_device
 from minigrad.ops.elementwise import abs, log, maximum, softplus
 from minigrad.ops.reduction import log_softmax, mean, sum
 
@@ -25,6 +25,7 @@ def cross_entropy(logits, target, reduction="mean", ignore_index=-100, label_smo
     return nll_loss(lp, target, reduction, ignore_index, label_smoothing, weight)
 
 
+@on_inputs_device
 def nll_loss(log_probs, target, reduction="mean", ignore_index=-100, label_smoothing=0.0, weight=None):
     """Negative log-likelihood of targets given log-probabilities ``(N, C, …)``: −Σ_c q_c log p_c, where q is
     the one-hot target (rows equal to ``ignore_index`` are all-zero), smoothed towards 1/C and weighted."""

@@ -1,8 +1,9 @@
 """Reductions with NumPy's ``axis=``/``keepdims=``: sum, mean, max, min, var, std, norm, and the log-sum-exp
 family (logsumexp, softmax, log_softmax), whose forwards share the overflow-safe shift of ``array_math``."""
 from minigrad import backend
+from minigrad.aliases import torch_names
 from minigrad.backend import get_array_module
-from minigrad.core import Function, Tensor, as_tensor
+from minigrad.core import Function, Tensor, as_tensor, on_inputs_device
 from minigrad.ops import array_math
 from minigrad.ops.elementwise import abs, exp, sqrt, where
 from minigrad.ops.shape import broadcast_to, reshape
@@ -36,11 +37,13 @@ class Sum(Function):
         return _expand(gy, self.in_shape, self.axes, self.keepdims)
 
 
+@torch_names
 def sum(x, axis=None, keepdims=False):
     x = as_tensor(x)
     return Sum(_axes(axis, x.ndim, "sum"), keepdims)(x)
 
 
+@torch_names
 def mean(x, axis=None, keepdims=False):
     x = as_tensor(x)
     axes = _axes(axis, x.ndim, "mean")
@@ -75,17 +78,20 @@ class Max(Function):
         return _expand(gy, self.in_shape, self.axes, self.keepdims) * weight
 
 
+@torch_names
 def max(x, axis=None, keepdims=False):
     """Largest values (NumPy's ``max``: values only; use ``argmax`` for indices)."""
     x = as_tensor(x)
     return Max(_axes(axis, x.ndim, "max"), keepdims, "max")(x)
 
 
+@torch_names
 def min(x, axis=None, keepdims=False):
     x = as_tensor(x)
     return Max(_axes(axis, x.ndim, "min"), keepdims, "min")(x)
 
 
+@torch_names
 def var(x, axis=None, keepdims=False, ddof=0):
     """Variance with NumPy's ``ddof`` (0 = population variance)."""
     x = as_tensor(x)
@@ -97,10 +103,13 @@ def var(x, axis=None, keepdims=False, ddof=0):
     return sum(d * d, axes, keepdims) * (1.0 / (n - ddof) if n > ddof else float("nan"))
 
 
+@torch_names
 def std(x, axis=None, keepdims=False, ddof=0):
     return sqrt(var(x, axis, keepdims, ddof))
 
 
+@torch_names
+@on_inputs_device
 def argmax(x, axis=None, keepdims=False):
     """Indices of the maxima (an integer tensor, no gradient)."""
     x = as_tensor(x)
@@ -108,6 +117,8 @@ def argmax(x, axis=None, keepdims=False):
     return Tensor(get_array_module(x.data).argmax(x.data, axis=axis, keepdims=keepdims))
 
 
+@torch_names
+@on_inputs_device
 def argmin(x, axis=None, keepdims=False):
     x = as_tensor(x)
     axis = None if axis is None else backend.normalize_axis(axis, x.ndim, "argmin")
@@ -135,6 +146,7 @@ class Norm2(Function):
         return where(zero, 0.0, x / safe) * gy
 
 
+@torch_names
 def norm(x, ord=2, axis=None, keepdims=False):
     """Vector p-norm over ``axis`` (all elements by default): ord 2, 1, inf, -inf or any p > 0."""
     x = as_tensor(x)
@@ -172,6 +184,7 @@ class LogSumExp(Function):
         return gy * exp(x - y)  # softmax over the axes, broadcasting gy
 
 
+@torch_names
 def logsumexp(x, axis=None, keepdims=False):
     x = as_tensor(x)
     return LogSumExp(_axes(axis, x.ndim, "logsumexp"), keepdims)(x)
@@ -193,6 +206,7 @@ class Softmax(Function):
         return y * (gy - sum(gy * y, self.axis, keepdims=True))
 
 
+@torch_names
 def softmax(x, axis=-1):
     x = as_tensor(x)
     return Softmax(_axes(axis, x.ndim, "softmax"))(x)
@@ -214,6 +228,7 @@ class LogSoftmax(Function):
         return gy - exp(y) * sum(gy, self.axis, keepdims=True)
 
 
+@torch_names
 def log_softmax(x, axis=-1):
     x = as_tensor(x)
     return LogSoftmax(_axes(axis, x.ndim, "log_softmax"))(x)

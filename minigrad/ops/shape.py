@@ -1,5 +1,6 @@
 """Ops that move, copy or select elements: reshape, transpose, broadcast, indexing, concatenation, padding."""
 from minigrad import backend
+from minigrad.aliases import torch_names
 from minigrad.backend import get_array_module
 from minigrad.core import Function, Tensor, as_tensor
 from minigrad.ops import array_math
@@ -105,6 +106,7 @@ def sum_to(x, shape):
     return x if x.shape == shape else SumTo(shape)(x)
 
 
+@torch_names
 def squeeze(x, axis=None):
     """Drop size-1 axes (all of them, or ``axis``)."""
     x = as_tensor(x)
@@ -119,6 +121,7 @@ def squeeze(x, axis=None):
     return reshape(x, shape)
 
 
+@torch_names
 def unsqueeze(x, axis):
     """Insert a size-1 axis at ``axis`` (NumPy's ``expand_dims``)."""
     x = as_tensor(x)
@@ -203,6 +206,7 @@ class Concatenate(Function):
         return split(gy, bounds, axis=self.axis)
 
 
+@torch_names
 def concatenate(tensors, axis=0):
     """Join tensors along an existing axis (``torch.cat``)."""
     tensors = [as_tensor(t) for t in tensors]
@@ -222,6 +226,7 @@ def concatenate(tensors, axis=0):
 cat = concatenate
 
 
+@torch_names
 def stack(tensors, axis=0):
     """Join tensors of one shape along a new axis."""
     tensors = [as_tensor(t) for t in tensors]
@@ -243,6 +248,7 @@ class Split(Function):
         return Concatenate(self.axis)(*gys)
 
 
+@torch_names
 def split(x, indices_or_sections, axis=0):
     """NumPy's ``split``: a number of equal sections, or the indices where the pieces start."""
     x = as_tensor(x)

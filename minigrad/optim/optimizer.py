@@ -56,7 +56,8 @@ class Optimizer:
                 if set_to_none or p.grad is None:
                     p.grad = None
                 else:
-                    p.grad = Tensor(p.xp.zeros_like(p.grad.data))
+                    with backend.device_scope(p.data):
+                        p.grad = Tensor(p.xp.zeros_like(p.grad.data))
 
     def step(self, closure=None):
         """One update of every parameter that has a gradient. ``closure`` re-evaluates and returns the loss."""
@@ -79,16 +80,17 @@ class Optimizer:
         for p in group["params"]:
             if p.grad is None:
                 continue
-            x, g = _arrays(p)
-            state = self.state.get(p)
-            if state is None and new_state is not None:
-                state = self.state[p] = new_state(x)
-            if maximize:
-                g = -g
-            if wd:
-                g = g + wd * x
-            p._version += 1  # the caller updates x in place: graphs that saved p must not backward through it
-            yield p.xp, x, g, state
+            with backend.device_scope(p.data):  # state and temporaries on the parameter's device
+                x, g = _arrays(p)
+                state = self.state.get(p)
+                if state is None and new_state is not None:
+                    state = self.state[p] = new_state(x)
+                if maximize:
+                    g = -g
+                if wd:
+                    g = g + wd * x
+                p._version += 1  # the caller updates x in place: graphs that saved p must not backward through it
+                yield p.xp, x, g, state
 
     # ---- saving -------------------------------------------------------------------------------------------
     def state_dict(self):
@@ -105,7 +107,7 @@ class Optimizer:
                 ids.append(index[id(p)])
             groups.append({**{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items() if k != "params"},
                            "params": ids})
-        state = {index[id(p)]: {k: (v.copy() if backend.is_array(v) else v) for k, v in s.items()}
+        state = {index[id(p)]: {k: (backend.copy_array(v) if backend.is_array(v) else v) for k, v in s.items()}
                  for p, s in self.state.items()}
         return {"state": state, "param_groups": groups}
 
@@ -160,8 +162,7 @@ def _restore(value, p):
     if not backend.is_array(value):
         return value
     arr = backend.to_device(value, p.device)
-    dtype = p.dtype if arr.dtype.kind == "f" else arr.dtype
-    return arr.astype(dtype, copy=True)
+    return backend.copy_array(arr, p.dtype if arr.dtype.kind == "f" else arr.dtype)
 
 
 def _arrays(p):

@@ -46,7 +46,7 @@ SPECS = [
            notes="both operands are one tensor: every element ties and the halves add up to the derivative 1"),
     OpSpec("minimum_tie_scaled", lambda a: mg.minimum(a, a) * 3.0 + mg.maximum(2.0 * a, a + a), lambda a: 5 * a,
            shapes=unary()),
-    OpSpec("where", lambda a, b, c: mg.where(c.data > 0, a, b), lambda a, b, c: np.where(c > 0, a, b), 3,
+    OpSpec("where", lambda a, b, c: mg.where(c > 0, a, b), lambda a, b, c: np.where(c > 0, a, b), 3,
            shapes=ternary_where(), elements=[None, None, away0]),
     OpSpec("sin", mg.sin, np.sin, shapes=unary()),
     OpSpec("cos", mg.cos, np.cos, shapes=unary()),
