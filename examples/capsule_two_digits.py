@@ -8,7 +8,7 @@ and 10k validation splits). Test images join two different test digits side by s
 counts when the two highest scores are the two digits ("top-2"), and in the strict count when both of those
 scores are also > 0.5. Every routing variant is trained; each trained capsule head is then routed with other
 iteration counts at test time, and the soft k-means objective of every routing rule is traced over iterations
-on the head's own predictions (models.capsule.soft_kmeans_objective). A run whose single-digit accuracy stays
+on the head's own predictions (minigrad.models.capsule.soft_kmeans_objective). A run whose single-digit accuracy stays
 at chance is counted apart in the summary. ``--trunk bn`` selects the narrower strided trunk with batch norm
 of the first version (its ReLU features start large and alike, which saturates the squash: derivation §5), and
 ``--w-scale`` changes the capsule weights' initial scale.
@@ -24,9 +24,10 @@ import numpy as np
 
 import minigrad as mg
 from minigrad import data, nn, optim
-from models.capsule import (VARIANTS, Capsule, capsule_lengths, capsule_margin_loss, dynamic_routing,
-                            soft_kmeans_objective)
-from _common import distributed_setup, load_or_digits, mean_std, output_dir, parser, predict, save_results
+from minigrad.models.capsule import (VARIANTS, Capsule, capsule_lengths, capsule_margin_loss, dynamic_routing,
+                                     soft_kmeans_objective)
+from examples.common import (distributed_setup, load_or_digits, mean_std, output_dir, parser, predict,
+                             save_results)
 
 NAME = "capsule_two_digits"
 DESCRIPTION = "Capsule vs pooling head: trained on single MNIST digits, tested on two digits side by side"
