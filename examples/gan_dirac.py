@@ -88,7 +88,9 @@ def solve_ode(kind, extra, ema_tau, T, n_points, device="cpu"):
     model = DiracGAN(*START, device=device)
 
     def rhs(t, y):
-        model.theta.data[...], model.psi.data[...] = y[0], y[1]
+        with mg.no_grad():
+            model.theta.fill_(float(y[0]))
+            model.psi.fill_(float(y[1]))
         vt, vp = field(model, kind, extra)
         dy = [vt, vp]
         if ema_tau:

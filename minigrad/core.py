@@ -99,6 +99,20 @@ class detect_anomaly:
         _anomaly_var.set(self.prev)
 
 
+def on_inputs_device(fn):
+    """Run ``fn`` with its first Tensor argument's device current. CuPy makes new arrays and launches kernels
+    on the current device, so helpers that work on raw arrays outside a Function (class indices, masks,
+    comparisons) need it for tensors on a GPU other than the current one."""
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        first = next((a for a in args if isinstance(a, Tensor)), None)
+        if first is None or first.data.__class__ is _ndarray or not backend.multi_device:
+            return fn(*args, **kwargs)
+        with backend.device_scope(first.data):
+            return fn(*args, **kwargs)
+    return run
+
+
 class Tensor:
     """An array (NumPy or CuPy) with an optional gradient and a link to the Function that created it."""
 
@@ -284,35 +298,42 @@ class Tensor:
         self._version += 1
         return self.data
 
+    @on_inputs_device  # the write is a kernel on the tensor's own device
     def add_(self, other, alpha=1):
         """``self += alpha * other`` in place (broadcasting ``other``)."""
         a = self._inplace("add_")
         a += _raw_operand(other) * alpha if alpha != 1 else _raw_operand(other)
         return self
 
+    @on_inputs_device  # the write is a kernel on the tensor's own device
     def sub_(self, other, alpha=1):
         a = self._inplace("sub_")
         a -= _raw_operand(other) * alpha if alpha != 1 else _raw_operand(other)
         return self
 
+    @on_inputs_device  # the write is a kernel on the tensor's own device
     def mul_(self, other):
         a = self._inplace("mul_")
         a *= _raw_operand(other)
         return self
 
+    @on_inputs_device  # the write is a kernel on the tensor's own device
     def div_(self, other):
         a = self._inplace("div_")
         a /= _raw_operand(other)
         return self
 
+    @on_inputs_device  # the write is a kernel on the tensor's own device
     def zero_(self):
         self._inplace("zero_")[...] = 0
         return self
 
+    @on_inputs_device  # the write is a kernel on the tensor's own device
     def fill_(self, value):
         self._inplace("fill_")[...] = _raw_operand(value)
         return self
 
+    @on_inputs_device  # the write is a kernel on the tensor's own device
     def copy_(self, src):
         """Overwrite the values with ``src`` (broadcast and cast to this tensor's dtype)."""
         src = _raw_operand(src)
@@ -321,6 +342,7 @@ class Tensor:
         self._inplace("copy_")[...] = src
         return self
 
+    @on_inputs_device  # the write is a kernel on the tensor's own device
     def clamp_(self, min=None, max=None):
         if min is None and max is None:
             raise ValueError("clamp_: give min, max or both")
@@ -330,6 +352,7 @@ class Tensor:
 
     clip_ = clamp_
 
+    @on_inputs_device  # the write is a kernel on the tensor's own device
     def __setitem__(self, key, value):
         """``x[key] = value`` in place (NumPy indexing; Tensors in ``key`` act as index arrays)."""
         if isinstance(key, tuple):
@@ -566,20 +589,6 @@ def _pack(f, a, inputs, xs, ys, outputs):
             f.saves_outputs = True
             return SavedOutput(i, outputs[i].data)
     return Tensor(a)
-
-
-def on_inputs_device(fn):
-    """Run ``fn`` with its first Tensor argument's device current. CuPy makes new arrays and launches kernels
-    on the current device, so helpers that work on raw arrays outside a Function (class indices, masks,
-    comparisons) need it for tensors on a GPU other than the current one."""
-    @functools.wraps(fn)
-    def run(*args, **kwargs):
-        first = next((a for a in args if isinstance(a, Tensor)), None)
-        if first is None or first.data.__class__ is _ndarray or not backend.multi_device:
-            return fn(*args, **kwargs)
-        with backend.device_scope(first.data):
-            return fn(*args, **kwargs)
-    return run
 
 
 def _check_devices(f, xs):
