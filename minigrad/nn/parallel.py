@@ -12,7 +12,7 @@ import time
 from weakref import ref as _weakref
 
 from minigrad import distributed
-from minigrad.core import Tensor, _Config, no_grad, queue_callback
+from minigrad.core import Function, Tensor, _Config, no_grad, queue_callback
 from minigrad.nn.module import Module
 
 
@@ -220,12 +220,14 @@ def _leaves_reached(out):
                 funcs.append(t.creator)
     while funcs:
         f = funcs.pop()
-        if id(f) in seen or f.inputs is None:
+        if id(f) in seen or f.edges is None:
             continue
         seen.add(id(f))
-        for x in f.inputs:
-            if x.creator is None:
-                leaves.add(id(x))
+        for edge in f.edges:  # one per input that wants a gradient: a Function, or a leaf Tensor
+            if edge is None:
+                continue
+            if isinstance(edge.node, Function):
+                funcs.append(edge.node)
             else:
-                funcs.append(x.creator)
+                leaves.add(id(edge.node))
     return leaves
