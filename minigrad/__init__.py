@@ -14,3 +14,4 @@ import minigrad.nn  # noqa: E402,F401  (binds mg.nn to the layer package; `impor
 from minigrad import optim  # noqa: E402,F401
 from minigrad.io import load, save  # noqa: E402,F401
 from minigrad import data, utils, viz  # noqa: E402,F401
+from minigrad import forward_ad, func  # noqa: E402,F401

@@ -16,6 +16,8 @@ from minigrad import backend
 class _Config:
     grad_enabled = True
     anomaly = False
+    forward_levels = ()  # active forward-mode levels, outermost first (minigrad/forward_ad.py)
+    push_tangents = None  # set by minigrad/forward_ad.py: runs each call's jvp while a level is active
 
 
 class _GradMode:
@@ -68,7 +70,7 @@ class Tensor:
     """An array (NumPy or CuPy) with an optional gradient and a link to the Function that created it."""
 
     __slots__ = ("data", "grad", "_requires_grad", "creator", "generation", "index", "name", "_retains_grad",
-                 "__weakref__")
+                 "_fw", "__weakref__")
     __array_priority__ = 1000  # ndarray <op> Tensor defers to Tensor's reflected operator
 
     def __init__(self, data, requires_grad=False, name=None):
@@ -76,6 +78,7 @@ class Tensor:
             data = _checked_array(data)
         self.data = data
         self.grad = self.creator = self.name = None
+        self._fw = None  # forward mode: {level: tangent Tensor} while a dual level is active
         self.generation = self.index = 0
         self._retains_grad = self._requires_grad = False
         if requires_grad:
@@ -329,6 +332,8 @@ class Function:
         outputs = [Tensor(ys)] if single else [Tensor(y) for y in ys]
         if _Config.anomaly:
             _check_finite(self, [o.data for o in outputs], "forward")
+        if _Config.forward_levels:  # forward mode: tangents of the outputs by self.jvp (any grad mode)
+            _Config.push_tangents(self, inputs, outputs)
         if _Config.grad_enabled:
             gen, wanting = -1, 0
             for x in inputs:
@@ -366,6 +371,7 @@ class Function:
                                    "set saves_output = True on the class")
             o = Tensor(self.saved[i])
             o.creator, o.index, o.generation, o._requires_grad = self, i, self.generation + 1, True
+            o._fw = self.__dict__.get("saved_tangents", (None,) * (i + 1))[i]
         return o
 
     def forward(self, *xs):
@@ -373,6 +379,12 @@ class Function:
 
     def backward(self, *gys):
         raise NotImplementedError(f"{type(self).__name__}.backward is not written")
+
+    def jvp(self, *tangents):
+        """Forward mode: the output tangent(s) for the input tangents (None: no tangent), with the inputs at
+        ``self.inputs`` and outputs at ``self.output(i)`` as in backward."""
+        raise NotImplementedError(f"{type(self).__name__} has no forward-mode rule (jvp), so forward mode "
+                                  "(minigrad.func.jvp, jacfwd, hessian, hvp) cannot pass through it")
 
     def __repr__(self):
         return f"<{type(self).__name__}>"
@@ -450,6 +462,10 @@ def run_backward(roots, root_grads, retain_graph, create_graph, wanted):
             f = heappop(heap)[2]
             if f.inputs is None:
                 raise _freed(f)
+            if not f.differentiable_backward and _Config.forward_levels and _carries_tangent(f, _gys_of(f, grads)):
+                raise RuntimeError(f"{type(f).__name__} is a fused op whose backward works on raw arrays: forward "
+                                   "mode cannot pass through its backward (hessian, hvp, jacfwd of a gradient). "
+                                   "Use its composed version")
             if create_graph and not f.differentiable_backward:
                 raise RuntimeError(f"{type(f).__name__} is a fused op whose backward works on raw arrays: it "
                                    "has no second derivative. Use its composed version for higher-order gradients "
@@ -496,6 +512,17 @@ def run_backward(roots, root_grads, retain_graph, create_graph, wanted):
         if t.creator is None and t._requires_grad:
             t.grad = g if t.grad is None else t.grad + g
     return None
+
+
+def _gys_of(f, grads):
+    """The gradients already gathered for ``f``'s outputs (to look at, not to take)."""
+    return [e[1] for e in (grads.get((id(f), i)) for i in range(len(f.outputs))) if e is not None]
+
+
+def _carries_tangent(f, gys):
+    """Whether an input or output gradient of ``f`` holds a tangent of an active forward-mode level."""
+    fws = [t._fw for t in list(f.inputs) + gys if getattr(t, "_fw", None)]
+    return any(k in fw for fw in fws for k in _Config.forward_levels)
 
 
 def _accumulate(grads, t, g):

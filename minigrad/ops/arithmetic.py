@@ -3,7 +3,7 @@
 A Python scalar operand takes the other operand's dtype and device (``Function.__call__`` converts it).
 """
 from minigrad.core import Function, Tensor, as_tensor
-from minigrad.ops.shape import unbroadcast
+from minigrad.ops.shape import add_tangents, unbroadcast
 
 
 def _pair(a, b):
@@ -23,6 +23,9 @@ class Add(Function):
         a, b = self.inputs
         return unbroadcast(gy, a), unbroadcast(gy, b)
 
+    def jvp(self, ta, tb):
+        return add_tangents(ta, tb)
+
 
 class Sub(Function):
     needs_input_data = False
@@ -33,6 +36,9 @@ class Sub(Function):
     def backward(self, gy):
         a, b = self.inputs
         return unbroadcast(gy, a), (unbroadcast(-gy, b) if b._requires_grad else None)
+
+    def jvp(self, ta, tb):
+        return add_tangents(ta, None if tb is None else -tb)
 
 
 class Mul(Function):
@@ -46,6 +52,10 @@ class Mul(Function):
         return (unbroadcast(gy * b, a) if a._requires_grad else None,
                 unbroadcast(gy * a, b) if b._requires_grad else None)
 
+    def jvp(self, ta, tb):
+        a, b = self.inputs
+        return add_tangents(None if ta is None else ta * b, None if tb is None else a * tb)
+
 
 class Div(Function):
     def forward(self, a, b):
@@ -57,6 +67,10 @@ class Div(Function):
         return (unbroadcast(ga, a) if a._requires_grad else None,
                 unbroadcast(-ga * a / b, b) if b._requires_grad else None)
 
+    def jvp(self, ta, tb):
+        a, b = self.inputs
+        return add_tangents(None if ta is None else ta / b, None if tb is None else -tb * self.output() / b)
+
 
 class Neg(Function):
     needs_input_data = False
@@ -66,6 +80,9 @@ class Neg(Function):
 
     def backward(self, gy):
         return -gy
+
+    def jvp(self, tx):
+        return -tx
 
 
 class Pow(Function):
@@ -80,6 +97,11 @@ class Pow(Function):
         ga = unbroadcast(gy * b * a ** (b - 1), a) if a._requires_grad else None
         gb = unbroadcast(gy * self.output() * log(a), b) if b._requires_grad else None
         return ga, gb
+
+    def jvp(self, ta, tb):
+        a, b = self.inputs
+        return add_tangents(None if ta is None else ta * b * a ** (b - 1),
+                            None if tb is None else tb * self.output() * log(a))
 
 
 def add(a, b):

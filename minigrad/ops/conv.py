@@ -9,7 +9,7 @@ Conv1d is Conv2d on a height-1 image.
 """
 from minigrad import backend
 from minigrad.core import Function, as_tensor
-from minigrad.ops.shape import reshape, squeeze, unsqueeze
+from minigrad.ops.shape import add_tangents, reshape, squeeze, unsqueeze
 
 
 def _pair(v, name, fn):
@@ -109,6 +109,11 @@ class Conv2d(Function):
         gw = Conv2dGradW(self.g, w.shape[2:], self.cols)(x, gy) if w._requires_grad else None
         return gx, gw
 
+    def jvp(self, tx, tw):
+        x, w = self.inputs
+        return add_tangents(None if tx is None else Conv2d(self.g, self.out_hw)(tx, w),
+                            None if tw is None else Conv2d(self.g, self.out_hw)(x, tw))
+
 
 class ConvTranspose2d(Function):
     """The adjoint of Conv2d in its input: cols = wᵀ @ x, then col2im onto an image of size ``hw``.
@@ -134,6 +139,11 @@ class ConvTranspose2d(Function):
         gw = Conv2dGradW(self.g, w.shape[2:])(gy, x) if w._requires_grad else None
         return gx, gw
 
+    def jvp(self, tx, tw):
+        x, w = self.inputs
+        return add_tangents(None if tx is None else ConvTranspose2d(self.g, self.hw)(tx, w),
+                            None if tw is None else ConvTranspose2d(self.g, self.hw)(x, tw))
+
 
 class Conv2dGradW(Function):
     """∂L/∂w of Conv2d: gw[o,k] = Σ_{n,l} gy[n,o,l] cols(x)[k,n,l]; bilinear in (x, gy)."""
@@ -154,6 +164,11 @@ class Conv2dGradW(Function):
         gx = ConvTranspose2d(self.g, x.shape[2:])(gy, ggw) if x._requires_grad else None
         ggy = Conv2d(self.g, gy.shape[2:])(x, ggw) if gy._requires_grad else None
         return gx, ggy
+
+    def jvp(self, tx, tgy):
+        x, gy = self.inputs
+        return add_tangents(None if tx is None else Conv2dGradW(self.g, self.khw)(tx, gy),
+                            None if tgy is None else Conv2dGradW(self.g, self.khw)(x, tgy))
 
 
 # ---- the functions users call (PyTorch's torch.nn.functional signatures) ----------------------------------

@@ -7,7 +7,7 @@ import math
 
 from minigrad import backend
 from minigrad.core import Function, Tensor, as_tensor
-from minigrad.ops.shape import unbroadcast
+from minigrad.ops.shape import add_tangents, unbroadcast
 
 
 def _xp(a):
@@ -24,6 +24,9 @@ class Exp(Function):
     def backward(self, gy):
         return gy * self.output()
 
+    def jvp(self, tx):
+        return tx * self.output()
+
 
 class Log(Function):
     def forward(self, x):
@@ -31,6 +34,9 @@ class Log(Function):
 
     def backward(self, gy):
         return gy / self.inputs[0]
+
+    def jvp(self, tx):
+        return tx / self.inputs[0]
 
 
 class Sqrt(Function):
@@ -43,6 +49,9 @@ class Sqrt(Function):
     def backward(self, gy):
         return gy / (2 * self.output())
 
+    def jvp(self, tx):
+        return tx / (2 * self.output())
+
 
 class Abs(Function):
     def forward(self, x):
@@ -51,6 +60,10 @@ class Abs(Function):
     def backward(self, gy):
         x = self.inputs[0].data
         return gy * Tensor(_xp(x).sign(x))
+
+    def jvp(self, tx):
+        x = self.inputs[0].data
+        return tx * Tensor(_xp(x).sign(x))
 
 
 class Clip(Function):
@@ -69,6 +82,15 @@ class Clip(Function):
             inside &= x <= self.hi
         return gy * Tensor(inside.astype(x.dtype))
 
+    def jvp(self, tx):
+        x = self.inputs[0].data
+        inside = x == x
+        if self.lo is not None:
+            inside &= x >= self.lo
+        if self.hi is not None:
+            inside &= x <= self.hi
+        return tx * Tensor(inside.astype(x.dtype))
+
 
 class Maximum(Function):
     def forward(self, a, b):
@@ -80,6 +102,11 @@ class Maximum(Function):
         wa = Tensor(wa.astype(gy.dtype))
         return unbroadcast(gy * wa, a), unbroadcast(gy * (1 - wa), b)
 
+    def jvp(self, ta, tb):
+        a, b = self.inputs
+        wa = Tensor(((a.data > b.data) + 0.5 * (a.data == b.data)).astype(a.dtype))
+        return add_tangents(None if ta is None else ta * wa, None if tb is None else tb * (1 - wa))
+
 
 class Minimum(Function):
     def forward(self, a, b):
@@ -90,6 +117,11 @@ class Minimum(Function):
         wa = (a.data < b.data) + 0.5 * (a.data == b.data)
         wa = Tensor(wa.astype(gy.dtype))
         return unbroadcast(gy * wa, a), unbroadcast(gy * (1 - wa), b)
+
+    def jvp(self, ta, tb):
+        a, b = self.inputs
+        wa = Tensor(((a.data < b.data) + 0.5 * (a.data == b.data)).astype(a.dtype))
+        return add_tangents(None if ta is None else ta * wa, None if tb is None else tb * (1 - wa))
 
 
 class Where(Function):
@@ -109,6 +141,11 @@ class Where(Function):
         return (unbroadcast(Where(self.cond)(gy, zero), a) if a._requires_grad else None,
                 unbroadcast(Where(self.cond)(zero, gy), b) if b._requires_grad else None)
 
+    def jvp(self, ta, tb):
+        like = ta if ta is not None else tb
+        zero = Tensor(_xp(like.data).zeros((), like.dtype))
+        return Where(self.cond)(zero if ta is None else ta, zero if tb is None else tb)
+
 
 class Sin(Function):
     def forward(self, x):
@@ -117,6 +154,9 @@ class Sin(Function):
     def backward(self, gy):
         return gy * cos(self.inputs[0])
 
+    def jvp(self, tx):
+        return tx * cos(self.inputs[0])
+
 
 class Cos(Function):
     def forward(self, x):
@@ -124,6 +164,9 @@ class Cos(Function):
 
     def backward(self, gy):
         return -gy * sin(self.inputs[0])
+
+    def jvp(self, tx):
+        return -tx * sin(self.inputs[0])
 
 
 class Tanh(Function):
@@ -136,6 +179,10 @@ class Tanh(Function):
     def backward(self, gy):
         y = self.output()
         return gy * (1 - y * y)
+
+    def jvp(self, tx):
+        y = self.output()
+        return tx * (1 - y * y)
 
 
 class Sigmoid(Function):
@@ -150,6 +197,10 @@ class Sigmoid(Function):
         y = self.output()
         return gy * y * (1 - y)
 
+    def jvp(self, tx):
+        y = self.output()
+        return tx * y * (1 - y)
+
 
 class Relu(Function):
     def forward(self, x):
@@ -158,6 +209,10 @@ class Relu(Function):
     def backward(self, gy):
         x = self.inputs[0].data
         return gy * Tensor((x > 0).astype(x.dtype))
+
+    def jvp(self, tx):
+        x = self.inputs[0].data
+        return tx * Tensor((x > 0).astype(x.dtype))
 
 
 class LeakyRelu(Function):
@@ -170,6 +225,10 @@ class LeakyRelu(Function):
     def backward(self, gy):
         x = self.inputs[0].data
         return gy * Tensor(_xp(x).where(x > 0, 1, self.slope).astype(x.dtype))
+
+    def jvp(self, tx):
+        x = self.inputs[0].data
+        return tx * Tensor(_xp(x).where(x > 0, 1, self.slope).astype(x.dtype))
 
 
 class Elu(Function):
@@ -187,6 +246,9 @@ class Elu(Function):
         positive = x.data > 0
         return Where(positive)(gy, gy * (self.output() + self.alpha))
 
+    def jvp(self, tx):
+        return Where(self.inputs[0].data > 0)(tx, tx * (self.output() + self.alpha))
+
 
 class Erf(Function):
     def forward(self, x):
@@ -195,6 +257,10 @@ class Erf(Function):
     def backward(self, gy):
         x = self.inputs[0]
         return gy * (2 / math.sqrt(math.pi)) * exp(-(x * x))
+
+    def jvp(self, tx):
+        x = self.inputs[0]
+        return tx * (2 / math.sqrt(math.pi)) * exp(-(x * x))
 
 
 class Softplus(Function):
@@ -210,6 +276,9 @@ class Softplus(Function):
 
     def backward(self, gy):
         return gy * sigmoid(self.inputs[0] * self.beta)
+
+    def jvp(self, tx):
+        return tx * sigmoid(self.inputs[0] * self.beta)
 
 
 def exp(x):

@@ -3,7 +3,7 @@ import string
 
 from minigrad import backend
 from minigrad.core import Function, as_tensor
-from minigrad.ops.shape import broadcast_to, reshape, sum_to, swapaxes
+from minigrad.ops.shape import add_tangents, broadcast_to, reshape, sum_to, swapaxes
 
 
 def _xp(a):
@@ -29,6 +29,10 @@ class MatMul(Function):
         elif b._requires_grad:
             gb = sum_to(MatMul()(swapaxes(a, -1, -2), gy), b.shape)
         return ga, gb
+
+    def jvp(self, ta, tb):
+        a, b = self.inputs
+        return add_tangents(None if ta is None else MatMul()(ta, b), None if tb is None else MatMul()(a, tb))
 
 
 def matmul(a, b):
@@ -74,6 +78,10 @@ class Linear(Function):
             return gx, gw
         b = self.inputs[2]
         return gx, gw, (sum_to(gy, b.shape) if b._requires_grad else None)
+
+    def jvp(self, tx, tw, tb=None):
+        x, w = self.inputs[0], self.inputs[1]
+        return add_tangents(None if tx is None else Linear()(tx, w), None if tw is None else Linear()(x, tw), tb)
 
 
 def linear(x, weight, bias=None):
@@ -144,6 +152,11 @@ class Einsum(Function):
                 g = broadcast_to(reshape(g, shape), x.shape)
             grads.append(g)
         return tuple(grads)
+
+    def jvp(self, *txs):
+        terms = [Einsum(self.ins, self.out)(*[t if j == i else x for j, x in enumerate(self.inputs)])
+                 for i, t in enumerate(txs) if t is not None]
+        return add_tangents(*terms)
 
 
 def einsum(subscripts, *operands):

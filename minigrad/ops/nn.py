@@ -29,6 +29,10 @@ class Softmax(Function):
         y = self.output()
         return y * (gy - sum(gy * y, self.axis, keepdims=True))
 
+    def jvp(self, tx):
+        y = self.output()
+        return y * (tx - sum(tx * y, self.axis, keepdims=True))
+
 
 class LogSoftmax(Function):
     """y = x − logsumexp x; ∂x = gy − exp(y) Σ gy."""
@@ -48,6 +52,9 @@ class LogSoftmax(Function):
 
     def backward(self, gy):
         return gy - exp(self.output()) * sum(gy, self.axis, keepdims=True)
+
+    def jvp(self, tx):
+        return tx - sum(exp(self.output()) * tx, self.axis, keepdims=True)
 
 
 def softmax(x, axis=-1):

@@ -39,6 +39,9 @@ class Sum(Function):
     def backward(self, gy):
         return _expand(gy, self.in_shape, self.axes, self.keepdims)
 
+    def jvp(self, tx):
+        return Sum(self.axes, self.keepdims)(tx)
+
 
 class Max(Function):
     """Maximum over axes; tied maxima share the gradient equally."""
@@ -64,6 +67,14 @@ class Max(Function):
         weight = Tensor(hit / hit.sum(axis=self.axes, keepdims=True))
         return _expand(gy, self.in_shape, self.axes, self.keepdims) * weight
 
+    def jvp(self, tx):
+        x = self.inputs[0].data
+        y = self.output().data
+        if not self.keepdims:
+            y = y.reshape(_keep_shape(self.in_shape, self.axes))
+        hit = (x == y).astype(tx.dtype)
+        return Sum(self.axes, self.keepdims)(tx * Tensor(hit / hit.sum(axis=self.axes, keepdims=True)))
+
 
 class LogSumExp(Function):
     """log Σ exp(x) over axes, shifted by the max so ±1e4 stays finite; rows of all −inf give −inf."""
@@ -88,6 +99,13 @@ class LogSumExp(Function):
             keep = _keep_shape(x.shape, self.axes)
             y, gy = reshape(y, keep), reshape(gy, keep)
         return gy * _exp(x - y)  # softmax over the axes, broadcasting gy
+
+    def jvp(self, tx):
+        x = self.inputs[0]
+        y = self.output()
+        if not self.keepdims:
+            y = reshape(y, _keep_shape(x.shape, self.axes))
+        return Sum(self.axes, self.keepdims)(tx * _exp(x - y))  # the softmax-weighted mean of the tangent
 
 
 class _quiet:
@@ -183,6 +201,12 @@ class Norm2(Function):
         zero = y.data == 0
         safe = where(zero, 1.0, y)
         return where(zero, 0.0, x / safe) * gy
+
+    def jvp(self, tx):
+        from minigrad.ops.elementwise import where
+        y = self.output()
+        zero = y.data == 0
+        return where(zero, 0.0, Sum(self.axes, self.keepdims)(self.inputs[0] * tx) / where(zero, 1.0, y))
 
 
 def norm(x, ord=2, axis=None, keepdims=False):

@@ -20,6 +20,9 @@ class Reshape(Function):
     def backward(self, gy):
         return reshape(gy, self.in_shape)
 
+    def jvp(self, tx):
+        return Reshape(self.shape)(tx)
+
 
 def reshape(x, *shape):
     """``x`` viewed with a new shape (one axis may be -1)."""
@@ -42,6 +45,9 @@ class Transpose(Function):
     def backward(self, gy):
         inverse = tuple(sorted(range(len(self.axes)), key=self.axes.__getitem__))
         return Transpose(inverse)(gy)
+
+    def jvp(self, tx):
+        return Transpose(self.axes)(tx)
 
 
 def transpose(x, axes=None):
@@ -76,6 +82,9 @@ class BroadcastTo(Function):
     def backward(self, gy):
         return sum_to(gy, self.in_shape)
 
+    def jvp(self, tx):
+        return BroadcastTo(self.shape)(tx)
+
 
 def broadcast_to(x, shape):
     """Repeat size-1 (or missing leading) axes to ``shape`` without copying; backward sums them."""
@@ -107,6 +116,9 @@ class SumTo(Function):
     def backward(self, gy):
         return broadcast_to(gy, self.in_shape)
 
+    def jvp(self, tx):
+        return SumTo(self.shape)(tx)
+
 
 def sum_to(x, shape):
     """Undo broadcasting: sum ``x`` down to ``shape`` (the backward of every broadcasting op)."""
@@ -119,6 +131,15 @@ def unbroadcast(g, x):
     if not x._requires_grad:
         return None
     return g if g.shape == x.shape else SumTo(x.shape)(g)
+
+
+def add_tangents(*ts):
+    """The sum of the tangents that are not None (None when all are): a jvp rule's terms, one per input."""
+    total = None
+    for t in ts:
+        if t is not None:
+            total = t if total is None else total + t
+    return total
 
 
 def squeeze(x, axis=None):
@@ -183,6 +204,9 @@ class GetItem(Function):
     def backward(self, gy):
         return IndexAdd(self.key, self.in_shape)(gy)
 
+    def jvp(self, tx):
+        return GetItem(self.key)(tx)
+
 
 class IndexAdd(Function):
     """Zeros of ``shape`` with ``g`` added at ``key`` (repeated indices accumulate): getitem's backward."""
@@ -202,6 +226,9 @@ class IndexAdd(Function):
 
     def backward(self, gy):
         return GetItem(self.key)(gy)
+
+    def jvp(self, tg):
+        return IndexAdd(self.key, self.shape)(tg)
 
 
 def getitem(x, key):
@@ -225,6 +252,10 @@ class Concatenate(Function):
             total += s
             bounds.append(total)
         return split(gy, bounds, axis=self.axis)
+
+    def jvp(self, *txs):
+        return Concatenate(self.axis)(*[Tensor(_xp(x.data).zeros(x.shape, x.dtype)) if t is None else t
+                                        for x, t in zip(self.inputs, txs)])
 
 
 def concatenate(tensors, axis=0):
@@ -265,6 +296,9 @@ class Split(Function):
     def backward(self, *gys):
         return Concatenate(self.axis)(*gys)
 
+    def jvp(self, tx):
+        return Split(self.bounds, self.axis)(tx)
+
 
 def split(x, indices_or_sections, axis=0):
     """NumPy's ``split``: a number of equal sections, or the indices where the pieces start."""
@@ -296,6 +330,9 @@ class Pad(Function):
         key = tuple(slice(lo, gy.shape[i] - hi) for i, (lo, hi) in enumerate(self.pad_width))
         return gy[key]
 
+    def jvp(self, tx):
+        return Pad(self.pad_width, 0.0)(tx)
+
 
 def pad(x, pad_width, value=0.0):
     """Constant padding with NumPy's ``pad_width``: an int, ``(lo, hi)``, or one pair per axis."""
@@ -323,6 +360,9 @@ class Cast(Function):
     def backward(self, gy):
         return Cast(self.in_dtype)(gy)
 
+    def jvp(self, tx):
+        return Cast(self.dtype)(tx)
+
 
 def astype(x, dtype):
     dtype = backend.as_dtype(dtype)
@@ -341,6 +381,9 @@ class ToDevice(Function):
 
     def backward(self, gy):
         return ToDevice(self.in_device)(gy)
+
+    def jvp(self, tx):
+        return ToDevice(self.device)(tx)
 
 
 def to_device(x, device):
