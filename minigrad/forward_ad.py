@@ -46,6 +46,30 @@ class Alias(Function):
         return tx
 
 
+class RawTangent(Function):
+    """A tangent that a fused op's jvp computed on raw arrays, as a graph node over what it was computed from.
+    Reverse mode or an outer forward level reaching it fails loudly instead of taking it for a constant."""
+
+    def __init__(self, array, op):
+        self.array, self.op = array, op
+
+    def forward(self, *deps):
+        return self.array
+
+    def backward(self, gy):
+        raise RuntimeError(f"{self.op}.jvp works on raw arrays: reverse mode cannot differentiate its tangent "
+                           "(jacrev of jacfwd); use the op's composed version")
+
+    def jvp(self, *tangents):
+        raise RuntimeError(f"{self.op}.jvp works on raw arrays: an outer forward level cannot differentiate its "
+                           "tangent (jacfwd of jacfwd, hessian); use the op's composed version")
+
+
+def raw_tangent(f, array, *deps):
+    """Wrap the array a fused ``f.jvp`` computed from the Tensors ``deps`` (its inputs and their tangents)."""
+    return RawTangent(array, type(f).__name__)(*[d for d in deps if d is not None])
+
+
 def make_dual(x, tangent, level):
     """A new Tensor with ``x``'s value (and graph) carrying ``tangent`` at ``level``."""
     if level not in _Config.forward_levels:

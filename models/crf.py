@@ -15,6 +15,7 @@ Derivation: docs/derivations/crf.md. Tests: tests/models/test_crf.py.
 """
 from minigrad import backend
 from minigrad.core import Function, Tensor, as_tensor, no_grad
+from minigrad.forward_ad import raw_tangent
 from minigrad.ops.reduction import _quiet  # silences NumPy for the intended log(0) = −inf
 import minigrad as mg
 from minigrad.nn import Module, Parameter
@@ -112,6 +113,15 @@ def _logsumexp(x, axis):
         return (xp.log(xp.exp(x - m).sum(axis=axis, keepdims=True)) + m).squeeze(axis)
 
 
+def _softmax0(x, axis):
+    """softmax over ``axis``, 0 where every entry is −inf (a tag no path can take)."""
+    xp = _xp(x)
+    m = x.max(axis=axis, keepdims=True)
+    e = xp.exp(x - xp.where(xp.isfinite(m), m, 0))
+    total = e.sum(axis=axis, keepdims=True)
+    return e / xp.where(total > 0, total, 1)
+
+
 def _scaled(M):
     """(E, c, floor): c the column max of M (0 for columns of −inf), E = exp(M − c), floor = √tiny."""
     xp = _xp(M)
@@ -185,6 +195,22 @@ class LogPartition(Function):
         h, g, s, e = (x.data for x in self.inputs)
         grads = _marginal_grads(h, g, s, e, self.mask, self.alpha, self.logz, gy.data)
         return tuple(Tensor(x) for x in grads)
+
+    def jvp(self, th, tg, ts, te):
+        """The tangent of the forward recursion: tα_t(j) = Σ_i w_t(i, j)·(tα_{t−1}(i) + tg_ij) + th_t(j), with
+        w_t(·, j) = softmax_i(α_{t−1}(i) + g_ij); then t log Z = Σ_j softmax_j(α_T + e)·(tα_T(j) + te_j)."""
+        tangents = (th, tg, ts, te)
+        h, g = self.inputs[0].data, self.inputs[1].data
+        xp = _xp(h)
+        arr = lambda t, shape: xp.zeros(shape, h.dtype) if t is None else t.data
+        th, tg, ts, te = arr(th, h.shape), arr(tg, g.shape), arr(ts, g.shape[:1]), arr(te, g.shape[:1])
+        ta = ts + th[:, 0]
+        for t in range(1, h.shape[1]):
+            w = _softmax0(self.alpha[:, t - 1, :, None] + g, axis=1)
+            a = (w * (ta[:, :, None] + tg)).sum(axis=1) + th[:, t]
+            ta = xp.where(self.mask[:, t, None], a, ta)
+        tz = (_softmax0(self.alpha[:, -1] + self.inputs[3].data, axis=1) * (ta + te)).sum(axis=1)
+        return raw_tangent(self, tz, *self.inputs, *tangents)
 
 
 def crf_log_partition(emissions, transitions, mask=None, start=None, end=None):

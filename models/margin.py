@@ -122,6 +122,10 @@ class CosineMarginSoftmax(Function):
         gw = _unit_rows_backward(xp, self.wh, self.nw, dc.T @ self.xh)
         return Tensor(gx), Tensor(gw)
 
+    def jvp(self, *tangents):
+        raise NotImplementedError("CosineMarginSoftmax is a fused op without a forward-mode rule (jvp): "
+                                  "use the *_ref versions (am_softmax_loss_ref, arcface_loss_ref, ...)")
+
 
 class NormalizedSoftmax(CosineMarginSoftmax):
     """ψ(c) = c: softmax on scaled cosines (no margin)."""
@@ -238,6 +242,10 @@ class TripletLoss(Function):
         u, v = self.dp / self.ap[:, None], self.dn / self.an[:, None]
         return Tensor(k * (u - v)), Tensor(-k * u), Tensor(k * v)
 
+    def jvp(self, *tangents):
+        raise NotImplementedError("TripletLoss is a fused op without a forward-mode rule (jvp): "
+                                  "use triplet_loss_ref for forward mode")
+
 
 def triplet_loss(anchor, positive, negative, margin=1.0, eps=1e-12):
     """Per-triplet hinge (B,): max(0, d(a,p) − d(a,n) + margin), Euclidean d smoothed by eps inside the root."""
@@ -267,6 +275,10 @@ class ContrastiveLoss(Function):
         k = gy.data * xp.where(self.same, 1, -self.gap / self.d)
         g = k[:, None] * self.delta
         return Tensor(g), Tensor(-g)
+
+    def jvp(self, *tangents):
+        raise NotImplementedError("ContrastiveLoss is a fused op without a forward-mode rule (jvp): "
+                                  "use contrastive_loss_ref for forward mode")
 
 
 def contrastive_loss(x1, x2, same, margin=1.0, eps=1e-12):

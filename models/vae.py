@@ -43,6 +43,10 @@ class Reparameterize(Function):
         g_eps = gz * std if eps.requires_grad else None
         return gz, g_logvar, g_eps
 
+    def jvp(self, *tangents):
+        raise NotImplementedError("Reparameterize is a fused op without a forward-mode rule (jvp): "
+                                  "use reparameterize_composed for forward mode")
+
 
 def reparameterize(mu, logvar, eps=None):
     """A differentiable sample z ~ N(μ, diag exp(logvar)); ``eps`` ~ N(0, I) is drawn from the seeded
@@ -75,6 +79,10 @@ class GaussianKL(Function):
         mu, logvar = self.inputs
         g = unsqueeze(gy, -1)
         return g * mu, g * (exp(logvar) - 1) * 0.5
+
+    def jvp(self, *tangents):
+        raise NotImplementedError("GaussianKL is a fused op without a forward-mode rule (jvp): "
+                                  "use gaussian_kl_composed for forward mode")
 
 
 def gaussian_kl(mu, logvar):
@@ -130,6 +138,10 @@ class ClusterKL(Function):
         g_logvar = _xp(z).broadcast_to(-0.5 * g, logvar.shape).copy()
         g_logits = gp * (self.f - self.ef[:, None])
         return Tensor(g_z), Tensor(g_logvar), Tensor(g_means), Tensor(g_logits)
+
+    def jvp(self, *tangents):
+        raise NotImplementedError("ClusterKL is a fused op without a forward-mode rule (jvp): "
+                                  "use cluster_kl_terms_composed for forward mode")
 
 
 def cluster_kl_terms(z, logvar, class_means, logits):
