@@ -332,8 +332,7 @@ class Function:
         outputs = [Tensor(ys)] if single else [Tensor(y) for y in ys]
         if _Config.anomaly:
             _check_finite(self, [o.data for o in outputs], "forward")
-        if _Config.forward_levels:  # forward mode: tangents of the outputs by self.jvp (any grad mode)
-            _Config.push_tangents(self, inputs, outputs)
+        args = inputs
         if _Config.grad_enabled:
             gen, wanting = -1, 0
             for x in inputs:
@@ -360,6 +359,8 @@ class Function:
                     self.output_meta = [(o.shape, o.dtype) for o in outputs]
                 if _Config.anomaly:
                     self.trace = _user_frame()
+        if _Config.forward_levels:  # forward mode: the outputs' tangents by self.jvp (in any grad mode), after
+            _Config.push_tangents(self, args, outputs)  # the graph is recorded, so the tangents are in it too
         return outputs[0] if single else tuple(outputs)
 
     def output(self, i=0):

@@ -9,7 +9,8 @@ aliases linked to their arguments, so transforms compose: ``jacfwd(jacrev(f))`` 
 
 Like PyTorch: a reverse transform computes gradients inside ``no_grad`` too (its result is then cut from the
 outer graph); a ``no_grad`` block inside ``f`` makes its result a constant for reverse transforms; forward mode
-ignores ``no_grad``.
+ignores ``no_grad``. A gradient is itself differentiable (its backward recorded) exactly when ``f``'s graph
+reaches a Tensor that requires grad outside the transform (an outer transform's input, a model parameter).
 """
 from contextlib import nullcontext
 
@@ -70,6 +71,26 @@ def _track(x):
     return a
 
 
+def _reaches_outer(outs, own):
+    """Whether the graph of ``outs`` reaches a Tensor that requires grad other than the fresh leaves ``own``: an
+    argument with a graph of its own, or a Tensor ``f`` closes over (an outer transform's input, a parameter).
+    Then the gradient must itself be differentiable (``create_graph``)."""
+    own = {id(x) for x in own if x.creator is None}
+    stack, seen = [o.creator for o in outs if o.creator is not None], set()
+    while stack:
+        f = stack.pop()
+        if id(f) in seen or f.inputs is None:
+            continue
+        seen.add(id(f))
+        for x in f.inputs:
+            if x._requires_grad:
+                if x.creator is not None:
+                    stack.append(x.creator)
+                elif id(x) not in own:
+                    return True
+    return False
+
+
 # ---- reverse mode --------------------------------------------------------------------------------------------
 def vjp(func, *primals, has_aux=False):
     """``(func(*primals), vjp_fn)``: ``vjp_fn(cotangents)`` returns the tuple of ⟨cotangents, ∂func/∂primal_i⟩,
@@ -82,12 +103,13 @@ def _vjp(func, primals, has_aux, fn):
         raise TypeError(f"{fn}: needs at least one primal")
     for i, p in enumerate(primals):
         _check_input(p, f"primals[{i}]", fn)
-    outer = is_grad_enabled() and any(p.requires_grad for p in primals)  # keep the graph for an outer transform
+    outer = is_grad_enabled()
     xs = [_track(p) for p in primals]
     with enable_grad():
         out = func(*xs)
     out, aux = _split_aux(out, has_aux, fn)
     outs, single = _flatten_out(out, fn)
+    outer = outer and _reaches_outer(outs, xs)  # keep the backward's graph only if something outside needs it
 
     def vjp_fn(cotangents):
         cots, _ = _flatten_out(cotangents, f"{fn}'s vjp_fn", "cotangents")

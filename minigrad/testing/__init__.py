@@ -8,4 +8,5 @@
 """
 from minigrad.testing.strategies import (arrays, broadcastable_shapes, shapes, tensors,  # noqa: F401
                                          away_from, grid, positive)
-from minigrad.testing.specs import OpSpec, check_forward, check_grad, check_gradgrad  # noqa: F401
+from minigrad.testing.specs import (OpSpec, check_forward, check_grad, check_gradgrad, check_jvp,  # noqa: F401
+                                    check_jvp_fn)
