@@ -104,10 +104,11 @@ def jac():
     cross = "; ".join(f"{k}: the costs meet at {'n' if k.startswith('n') else 'm'} ≈ {v:.0f}"
                       for k, v in crossings.items())
     text = "\n".join([
-        "| n (inputs) | m (outputs) | jacfwd CPU ms | jacrev CPU ms | jacfwd / jacrev |", "|---|---|---|---|---|", *rows,
+        "| n (inputs) | m (outputs) | jacfwd CPU ms | jacrev CPU ms | jacfwd / jacrev |",
+        "|---|---|---|---|---|", *rows,
         "", f"Crossing points (interpolated): {cross or 'none in the range'}.",
-        "", f"Measured on {_machine()}; f(x) = W₂ tanh(W₁ x) with 64 hidden units, float64, median process CPU time of 7 runs "
-            "by `python docs/gen_forward_mode.py jac`."])
+        "", f"Measured on {_machine()}; f(x) = W₂ tanh(W₁ x) with 64 hidden units, float64, median process CPU "
+            "time of 7 runs by `python docs/gen_forward_mode.py jac`."])
     _splice("docs/tour/8-forward-mode.md", "jaccost", text)
 
 
