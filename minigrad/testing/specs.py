@@ -123,4 +123,9 @@ def check_jvp_fn(f, xs, atol=1e-5, rtol=1e-4, eps=1e-6, name=None, seed=0, secon
         exact = sum(float((g.numpy() * w.numpy()).sum()) for g, w in zip(pulled, ws))
         assert abs(fd / (2 * eps) - exact) <= atol * 10 + rtol * abs(exact), \
             f"{name}: reverse over forward (vjp of the jvp) gives {exact!r}, finite differences {fd / (2 * eps)!r}"
+        for k, (a, b) in enumerate(zip(tgrad, pulled)):  # both are ∇²⟨u, f⟩ v: two code paths, one answer
+            a, b = a.numpy(), b.numpy()
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12 * (1 + np.abs(b).max(initial=0)),
+                                       err_msg=f"{name}: forward over reverse and reverse over forward disagree "
+                                               f"on input {k} (the second derivative is symmetric)")
     return True
