@@ -246,6 +246,16 @@ def kept_notes(path):
         return f"{NOTES[0]}\n{NOTES[1]}\n\n"
 
 
+def kept_distributed(path):
+    """The data-parallel section that ``python -m benchmarks.bench_distributed`` wrote, kept across regenerations."""
+    try:
+        text = Path(path).read_text()
+        start = text.index("<!-- distributed:start -->")
+        return "\n\n" + text[start:text.index("<!-- distributed:end -->") + len("<!-- distributed:end -->")] + "\n"
+    except (OSError, ValueError):
+        return ""
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     p.add_argument("--device", default="cpu")
@@ -280,7 +290,8 @@ def main(argv=None):
                     model_benchmarks(args.device, results))
     summary = targets(results, args.device)
     print("\n" + summary)
-    Path(args.out).write_text(head + summary + kept_notes(args.out) + "## Engine\n\n" + "\n".join(body))
+    kept = kept_distributed(args.out)
+    Path(args.out).write_text(head + summary + kept_notes(args.out) + "## Engine\n\n" + "\n".join(body) + kept)
     print(f"wrote {args.out}")
 
 

@@ -26,6 +26,7 @@ def on_config(config):
     config["nav"] = [{"Home": "index.md"}, {"Guided tour": pages("tour")}, {"Architecture": "architecture.md"}, {"Testing": "testing.md"},
                      {"Derivations": pages("derivations")}, {"Results": "results.md"},
                      {"Benchmarks": "benchmarks.md"}]
+    config["nav"].append({"Data parallelism": "distributed.md"})
     if (docs / "benchmarks-cuda.md").exists():
         config["nav"].append({"Benchmarks on a GPU": "benchmarks-cuda.md"})
     config["nav"].append({"API reference": "api.md"})

@@ -18,11 +18,18 @@ def run_one(module, args, quick):
     out = Path(args.out) / module.NAME
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    metrics = module.run(device=args.device, quick=quick, out_dir=str(out), seed=args.seed)
+    extra = {"distributed": True} if getattr(args, "distributed", False) else {}
+    metrics = module.run(device=args.device, quick=quick, out_dir=str(out), seed=args.seed, **extra)
     metrics = dict(metrics or {})
     metrics.setdefault("seconds", round(time.perf_counter() - start, 1))
-    (out / "results.json").write_text(json.dumps(metrics, indent=2, default=float))
+    if _main_rank():
+        (out / "results.json").write_text(json.dumps(metrics, indent=2, default=float))
     return metrics
+
+
+def _main_rank():
+    from minigrad import distributed
+    return not distributed.is_initialized() or distributed.get_rank() == 0
 
 
 def main(argv=None):
@@ -34,6 +41,8 @@ def main(argv=None):
                            f"train {DEMO} in full, then a quick tour of every other example")
         if name == "run":
             p.add_argument("name")
+            p.add_argument("--distributed", action="store_true",
+                           help="data-parallel over the ranks of `mpiexec -n N` (cnn_digits, capsule_two_digits)")
         p.add_argument("--device", default="cpu")
         p.add_argument("--quick", action="store_true", help="seconds-long smoke run")
         p.add_argument("--out", default="runs")

@@ -21,7 +21,31 @@ def parser(description):
     p.add_argument("--quick", action="store_true", help="seconds-long smoke run")
     p.add_argument("--out", default=None, help="output folder (default: runs/NAME)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel over the ranks of `mpiexec -n N` (examples that support it)")
     return p
+
+
+def distributed_setup(enabled):
+    """(rank, world size): joins the process group when ``enabled`` (``mpiexec -n N ... --distributed``), else
+    (0, 1). Ranks other than 0 print nothing, so the job's output reads like one process's."""
+    if not enabled:
+        return 0, 1
+    import os
+    import sys
+    from minigrad import distributed
+    if not distributed.is_initialized():
+        distributed.init_process_group()
+    rank, world = distributed.get_rank(), distributed.get_world_size()
+    if rank != 0:
+        sys.stdout = open(os.devnull, "w")
+    return rank, world
+
+
+def is_main_rank():
+    """False on the ranks other than 0 of a distributed run (they leave files and reports to rank 0)."""
+    from minigrad import distributed
+    return not distributed.is_initialized() or distributed.get_rank() == 0
 
 
 def output_dir(out_dir, name):
@@ -32,8 +56,9 @@ def output_dir(out_dir, name):
 
 
 def save_results(out_dir, metrics):
-    """Write ``metrics`` to ``out_dir``/results.json."""
-    (Path(out_dir) / "results.json").write_text(json.dumps(metrics, indent=2))
+    """Write ``metrics`` to ``out_dir``/results.json (rank 0 only in a distributed run)."""
+    if is_main_rank():
+        (Path(out_dir) / "results.json").write_text(json.dumps(metrics, indent=2))
 
 
 def pyplot():

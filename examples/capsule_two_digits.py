@@ -23,7 +23,7 @@ import minigrad as mg
 from minigrad import nn, optim
 from models.capsule import (VARIANTS, Capsule, capsule_lengths, capsule_margin_loss, dynamic_routing,
                             soft_kmeans_objective)
-from _common import load_or_digits, mean_std, output_dir, parser, predict, save_results
+from _common import distributed_setup, load_or_digits, mean_std, output_dir, parser, predict, save_results
 
 NAME = "capsule_two_digits"
 DESCRIPTION = "Capsule vs pooling head: trained on single MNIST digits, tested on two digits side by side"
@@ -91,14 +91,19 @@ def make(head, channels, small, w_scale=1.0):
 
 
 # ---- training and scoring ---------------------------------------------------------------------------------------
-def train(model, X, y, epochs, batch_size, lr, seed, device, lam, log):
-    opt = optim.Adam(model.parameters(), lr=lr)
+def train(model, X, y, epochs, batch_size, lr, seed, device, lam, log, distributed=False):
+    """Adam on shuffled batches. ``distributed``: every rank draws the same batches and trains on its share
+    (rank r takes every N-th sample) while DistributedDataParallel averages the gradients."""
+    world, rank = (mg.distributed.get_world_size(), mg.distributed.get_rank()) if distributed else (1, 0)
+    net = nn.parallel.DistributedDataParallel(model) if distributed else model
+    opt = optim.Adam(net.parameters(), lr=lr)
     rng = np.random.default_rng(seed)
     model.train()
     for epoch in range(epochs):
         t0, tot, n = time.time(), 0.0, 0
         for idx in np.array_split(rng.permutation(len(X)), max(1, len(X) // batch_size)):
-            loss = capsule_margin_loss(model(mg.tensor(X[idx], device=device)), y[idx], lam=lam)
+            idx = idx[rank::world] if len(idx) >= world else idx
+            loss = capsule_margin_loss(net(mg.tensor(X[idx], device=device)), y[idx], lam=lam)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -165,8 +170,11 @@ def iteration_sweep(model, X, pairs, device, iterations=(1, 2, 3, 5, 10), batch_
 
 # ---- run --------------------------------------------------------------------------------------------------------
 def run(device="cpu", quick=False, out_dir=None, seed=0, n_seeds=4, n_train=10000, epochs=3, batch_size=64,
-        lr=3e-3, channels=(32, 32, 64), lam=0.25, n_test=2000, n_pairs=2000, heads=HEADS, w_scale=1.0, **kw):
-    """Train every head for every seed; return single-digit and two-digit scores and the objective traces."""
+        lr=3e-3, channels=(32, 32, 64), lam=0.25, n_test=2000, n_pairs=2000, heads=HEADS, w_scale=1.0,
+        distributed=False, **kw):
+    """Train every head for every seed; return single-digit and two-digit scores and the objective traces.
+    ``distributed``: data-parallel training over the ranks of ``mpiexec -n N`` (each scores on its own)."""
+    distributed_setup(distributed)
     out_dir = output_dir(out_dir, NAME)
     if quick:
         n_seeds, n_train, epochs, channels, n_test, n_pairs = 1, 128, 1, (4, 8, 8), 100, 100
@@ -189,7 +197,7 @@ def run(device="cpu", quick=False, out_dir=None, seed=0, n_seeds=4, n_train=1000
             model = make(head, channels, small, w_scale).to(device)
             print(f"[{NAME}] seed {s}, {head} head ({sum(p.size for p in model.parameters()):,} parameters)")
             t0 = time.time()
-            train(model, Xtr, ytr, epochs, batch_size, lr, s, device, lam, print)
+            train(model, Xtr, ytr, epochs, batch_size, lr, s, device, lam, print, distributed)
             S1 = predict(model, Xte, device)
             row = {"seed": s, "head": head, "train_seconds": round(time.time() - t0, 1),
                    "single_acc": float((S1.argmax(1) == yte).mean()),
@@ -242,7 +250,7 @@ def main():
     if unknown:
         p.error(f"unknown head(s) {unknown}; choose from {HEADS}")
     run(device=a.device, quick=a.quick, out_dir=a.out, seed=a.seed, n_seeds=a.seeds, n_train=a.n_train,
-        epochs=a.epochs, heads=heads, w_scale=a.w_scale)
+        epochs=a.epochs, heads=heads, w_scale=a.w_scale, distributed=a.distributed)
 
 
 if __name__ == "__main__":

@@ -1,16 +1,17 @@
 """A small CNN trained on MNIST (or scikit-learn's 8×8 digits when MNIST is absent), with a checkpoint round trip.
 
     python -m examples run cnn_digits [--device cuda] [--quick]
+    mpiexec -n 2 python -m examples run cnn_digits --distributed    # data-parallel: each rank half of a batch
 """
 import json
 import time
 
 import minigrad as mg
 from minigrad import nn
-from minigrad.data import DataLoader, DatasetNotFound, load_digits, load_mnist
+from minigrad.data import DataLoader, DatasetNotFound, DistributedSampler, load_digits, load_mnist
 from minigrad.optim import Adam
 from minigrad.utils import progress
-from _common import output_dir, parser, predict
+from _common import distributed_setup, is_main_rank, output_dir, parser, predict
 
 NAME = "cnn_digits"
 DESCRIPTION = "CNN on MNIST (digits fallback): test accuracy, checkpoint save/load"
@@ -53,20 +54,29 @@ def evaluate(model, X, y, device):
     return float((predict(model, X, device).argmax(axis=1) == y).mean())
 
 
-def run(device="cpu", quick=False, out_dir=None, seed=0, dataset="auto", epochs=None):
+def run(device="cpu", quick=False, out_dir=None, seed=0, dataset="auto", epochs=None, distributed=False):
+    """Train and score the CNN. ``distributed``: under ``mpiexec -n N`` each rank takes 64/N samples of every
+    64-sample batch (DistributedSampler) and DistributedDataParallel averages the gradients, so the steps are
+    those of one process; rank 0 scores and saves."""
+    rank, world = distributed_setup(distributed)
     out_dir = output_dir(out_dir, NAME)
     mg.manual_seed(seed)
     name, (Xtr, ytr), (Xte, yte) = load(dataset, quick)
     side = Xtr.shape[-1]
     epochs = epochs or (1 if quick or name == "mnist" else 30)
     model = SmallCNN(side).to(device)
-    opt = Adam(model.parameters(), lr=2e-3)
-    loader = DataLoader((Xtr, ytr), batch_size=64, shuffle=True, seed=seed, device=device)
+    net = nn.parallel.DistributedDataParallel(model) if distributed else model
+    opt = Adam(net.parameters(), lr=2e-3)
+    sampler = DistributedSampler((Xtr, ytr), seed=seed) if distributed else None
+    loader = DataLoader((Xtr, ytr), batch_size=max(1, 64 // world), shuffle=not distributed, seed=seed,
+                        device=device, sampler=sampler)
     start = time.perf_counter()
     for epoch in range(epochs):
-        bar = progress(loader, desc=f"epoch {epoch + 1}/{epochs}")
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        bar = progress(loader, desc=f"epoch {epoch + 1}/{epochs}", disable=rank != 0)
         for xb, yb in bar:
-            loss = mg.cross_entropy(model(xb), yb)
+            loss = mg.cross_entropy(net(xb), yb)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -75,7 +85,10 @@ def run(device="cpu", quick=False, out_dir=None, seed=0, dataset="auto", epochs=
     acc = evaluate(model, Xte, yte, device)
 
     path = out_dir / "cnn.ckpt"
-    mg.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epochs}, path)
+    if is_main_rank():
+        mg.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epochs}, path)
+    if distributed:
+        mg.distributed.barrier()
     restored = SmallCNN(side).to(device)
     state = mg.load(path, device=device)
     restored.load_state_dict(state["model"])
@@ -83,7 +96,7 @@ def run(device="cpu", quick=False, out_dir=None, seed=0, dataset="auto", epochs=
     print(f"{name}: test accuracy {acc:.4f} after {epochs} epoch(s) in {train_seconds:.1f}s; "
           f"reloaded checkpoint gives {acc_restored:.4f}")
     return {"dataset": name, "test_accuracy": acc, "reloaded_accuracy": acc_restored, "epochs": epochs,
-            "train_seconds": round(train_seconds, 1), "device": device}
+            "train_seconds": round(train_seconds, 1), "device": device, "processes": world}
 
 
 if __name__ == "__main__":
@@ -91,4 +104,4 @@ if __name__ == "__main__":
     p.add_argument("--dataset", default="auto", choices=["auto", "mnist", "digits"])
     p.add_argument("--epochs", type=int, default=None)
     a = p.parse_args()
-    print(json.dumps(run(a.device, a.quick, a.out, a.seed, a.dataset, a.epochs), indent=2))
+    print(json.dumps(run(a.device, a.quick, a.out, a.seed, a.dataset, a.epochs, a.distributed), indent=2))

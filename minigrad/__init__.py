@@ -15,3 +15,4 @@ from minigrad import optim  # noqa: E402,F401
 from minigrad.io import load, save  # noqa: E402,F401
 from minigrad import data, utils, viz  # noqa: E402,F401
 from minigrad import forward_ad, func  # noqa: E402,F401
+from minigrad import distributed  # noqa: E402,F401

@@ -18,6 +18,7 @@ class _Config:
     anomaly = False
     forward_levels = ()  # active forward-mode levels, outermost first (minigrad/forward_ad.py)
     push_tangents = None  # set by minigrad/forward_ad.py: runs each call's jvp while a level is active
+    callbacks = None  # during a backward with gradient hooks: what ``queue_callback`` asked to run at its end
 
 
 class _GradMode:
@@ -178,6 +179,18 @@ class Tensor:
 
     def zero_grad_(self):
         self.grad = None
+
+    def register_post_accumulate_grad_hook(self, hook):
+        """Call ``hook(self)`` during backward as soon as this leaf's ``.grad`` holds its final gradient (all the
+        ops that read it have run), not at the end of the sweep. Returns a handle whose ``remove()`` undoes it."""
+        if self.creator is not None:
+            raise RuntimeError("register_post_accumulate_grad_hook: only leaf tensors accumulate a .grad; this "
+                               f"tensor (shape {self.shape}) was made by {type(self.creator).__name__}")
+        key = id(self)
+        if key not in _grad_hooks:  # keyed by id (Tensor's == is elementwise); the entry dies with the tensor
+            _grad_hooks[key] = (_weakref(self, lambda _, key=key: _grad_hooks.pop(key, None)), [])
+        _grad_hooks[key][1].append(hook)
+        return _HookHandle(self, hook)
 
     def backward(self, grad=None, retain_graph=False, create_graph=False):
         """Accumulate d(self)/d(leaf) into every leaf's ``.grad`` (like ``torch.Tensor.backward``)."""
@@ -439,6 +452,61 @@ def _backward_unchecked(f, gys):
         _Config.anomaly = True
 
 
+_grad_hooks = {}  # id(leaf Tensor) -> (weak reference to it, its post-accumulate-grad hooks)
+
+
+class _HookHandle:
+    def __init__(self, tensor, hook):
+        self.key, self.hook = id(tensor), hook
+
+    def remove(self):
+        hooks = _grad_hooks.get(self.key, (None, []))[1]
+        if self.hook in hooks:
+            hooks.remove(self.hook)
+            if not hooks:
+                del _grad_hooks[self.key]
+
+
+def queue_callback(fn):
+    """Run ``fn()`` once the backward that is running has finished (from a gradient hook: e.g. wait for the
+    communication the hooks started)."""
+    if _Config.callbacks is None:
+        raise RuntimeError("queue_callback: no backward with gradient hooks is running")
+    _Config.callbacks.append(fn)
+
+
+def _hooked_leaves(roots):
+    """The leaves with hooks that this backward reaches, each with the heap key of the last op to read it:
+    once the sweep pops a later key, that leaf's gradient is complete. Sorted so the next ready one is last."""
+    last, stack, seen = {}, [r.creator for r in roots if r.creator is not None], set()
+    while stack:
+        f = stack.pop()
+        if id(f) in seen or f.inputs is None:
+            continue
+        seen.add(id(f))
+        key = (-f.generation, id(f))
+        for x in f.inputs:
+            if not x._requires_grad:
+                continue
+            if x.creator is not None:
+                stack.append(x.creator)
+            elif id(x) in _grad_hooks and (id(x) not in last or last[id(x)][0] < key):
+                last[id(x)] = (key, x)
+    return sorted(last.values(), key=lambda kx: kx[0], reverse=True)
+
+
+def _flush_ready(hooked, grads, before):
+    """Move complete leaf gradients into ``.grad`` and call their hooks (all remaining when ``before`` is None)."""
+    while hooked and (before is None or hooked[-1][0] < before):
+        t = hooked.pop()[1]
+        entry = grads.pop(id(t), None)
+        if entry is None:
+            continue
+        t.grad = entry[1] if t.grad is None else t.grad + entry[1]
+        for hook in list(_grad_hooks.get(id(t), (None, ()))[1]):
+            hook(t)
+
+
 def run_backward(roots, root_grads, retain_graph, create_graph, wanted):
     """Reverse-mode sweep from ``roots``. With ``wanted`` (a list of Tensors) return their gradients
     instead of accumulating into the leaves' ``.grad``."""
@@ -446,6 +514,9 @@ def run_backward(roots, root_grads, retain_graph, create_graph, wanted):
     wanted_keys = None if wanted is None else {_key(t) for t in wanted}
     found = {}
     heap, seen = [], set()  # heap of (-generation, id, function): newest first, ids break ties
+    hooked = _hooked_leaves(roots) if _grad_hooks and wanted is None else None
+    if hooked is not None:
+        _Config.callbacks = []
 
     def push(f):
         if f is not None and f not in seen:
@@ -461,6 +532,8 @@ def run_backward(roots, root_grads, retain_graph, create_graph, wanted):
     with _GradMode(create_graph):
         while heap:
             f = heappop(heap)[2]
+            if hooked and hooked[-1][0] < (-f.generation, id(f)):
+                _flush_ready(hooked, grads, (-f.generation, id(f)))
             if f.inputs is None:
                 raise _freed(f)
             if not f.differentiable_backward and _Config.forward_levels and _carries_tangent(f, _gys_of(f, grads)):
@@ -509,9 +582,15 @@ def run_backward(roots, root_grads, retain_graph, create_graph, wanted):
     if wanted is not None:
         return [found[k] if k in found else (grads[k][1] if k in grads else None)
                 for k in (_key(t) for t in wanted)]
+    if hooked is not None:
+        _flush_ready(hooked, grads, None)
     for t, g in grads.values():
         if t.creator is None and t._requires_grad:
             t.grad = g if t.grad is None else t.grad + g
+    if hooked is not None:
+        callbacks, _Config.callbacks = _Config.callbacks, None
+        for fn in callbacks:
+            fn()
     return None
 
 

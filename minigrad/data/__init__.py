@@ -3,7 +3,9 @@ from minigrad.data.datasets import (FASHION_MNIST_CLASSES, DatasetNotFound, data
                                     load_fashion_mnist, load_mnist, load_peoples_daily_ner, load_peoples_daily_seg,
                                     read_idx, stratified_split)
 from minigrad.data.loader import DataLoader, collate_padded, default_collate, pad_sequences, to_tensors
+from minigrad.data.sampler import DistributedSampler
 
 __all__ = ["DataLoader", "DatasetNotFound", "FASHION_MNIST_CLASSES", "collate_padded", "data_dir", "default_collate",
            "load_digits", "load_fashion_mnist", "load_mnist", "load_peoples_daily_ner", "load_peoples_daily_seg",
            "pad_sequences", "read_idx", "stratified_split", "to_tensors"]
+__all__ += ["DistributedSampler"]

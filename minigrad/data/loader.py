@@ -18,11 +18,12 @@ class DataLoader:
     array; yields a tuple of Tensors), a single array (yields Tensors), or any object with ``__len__`` and
     ``__getitem__`` (a list of samples, say) whose samples ``collate_fn`` stacks (default: field by field).
     Shuffling draws from the loader's own generator, seeded by ``seed`` or else from ``mg.manual_seed``'s
-    state, so runs repeat; each epoch (each ``iter``) gets a fresh permutation.
+    state, so runs repeat; each epoch (each ``iter``) gets a fresh permutation. A ``sampler`` (an iterable of
+    indices with ``len``, e.g. ``DistributedSampler``) gives the order instead; it excludes ``shuffle``.
     """
 
     def __init__(self, dataset, batch_size=1, shuffle=False, drop_last=False, seed=None, collate_fn=None,
-                 device="cpu"):
+                 device="cpu", sampler=None):
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"DataLoader: batch_size must be a positive int, got {batch_size!r}")
         self.single = _is_arraylike(dataset)
@@ -43,6 +44,9 @@ class DataLoader:
             raise TypeError(f"DataLoader: dataset must be a tuple of arrays or have __len__ and __getitem__, got "
                             f"{type(dataset).__name__}")
         self.dataset = dataset
+        if sampler is not None and shuffle:
+            raise ValueError("DataLoader: sampler and shuffle=True exclude each other (the sampler sets the order)")
+        self.sampler = sampler
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.collate_fn = collate_fn or default_collate
         self.device = backend.parse_device(device)
@@ -51,10 +55,14 @@ class DataLoader:
         self.rng = np.random.default_rng(seed)
 
     def __len__(self):
-        return self.n // self.batch_size if self.drop_last else math.ceil(self.n / self.batch_size)
+        n = self.n if self.sampler is None else len(self.sampler)
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def __iter__(self):
-        order = self.rng.permutation(self.n) if self.shuffle else np.arange(self.n)
+        if self.sampler is not None:
+            order = np.fromiter(iter(self.sampler), dtype=np.int64)
+        else:
+            order = self.rng.permutation(self.n) if self.shuffle else np.arange(self.n)
         for b in range(len(self)):
             idx = order[b * self.batch_size:(b + 1) * self.batch_size]
             if self.arrays is not None and self.collate_fn is default_collate:

@@ -13,3 +13,5 @@ from minigrad.nn.linear import Flatten, Identity, Linear, Unflatten  # noqa: F40
 from minigrad.nn.norm import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm  # noqa: F401,E402
 from minigrad.nn.pooling import (AdaptiveAvgPool1d, AdaptiveAvgPool2d, AvgPool1d, AvgPool2d,  # noqa: F401,E402
                                  MaxPool1d, MaxPool2d, MaxUnpool2d)
+from minigrad.nn import parallel  # noqa: F401,E402
+from minigrad.nn.sync_batchnorm import SyncBatchNorm  # noqa: F401,E402
