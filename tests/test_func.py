@@ -360,3 +360,30 @@ def test_output_structures_match_torch_func():
     assert len(m_vjp) == len(t_vjp) == 3
     _close(m_vjp[1](mg.tensor(1.0, dtype="float64")), t_vjp[1](torch.tensor(1.0, dtype=torch.float64)))
     _close(hvp(lambda x: (x ** 3).sum(), ma, ma), torch.autograd.functional.hvp(lambda x: (x ** 3).sum(), ta, ta))
+
+
+def test_dirac_gan_jacobian_at_equilibrium_by_jacfwd():
+    """jacfwd over the gradients (and R1's double backprop) gives the closed-form Jacobians of
+    docs/derivations/gan.md: rotation for the GAN and WGAN, damping with R1."""
+    from models.gan import discriminator_loss_composed, generator_loss_composed, r1_penalty
+    real = mg.zeros(1, 1, dtype="float64")
+
+    def field(kind, gamma):
+        def loss_d(theta, psi):
+            D = lambda x: x * psi
+            loss = discriminator_loss_composed(D(real), D(theta), kind)
+            return loss + r1_penalty(D, real) * (0.5 * gamma) if gamma else loss
+
+        def v(z):
+            theta, psi = mg.reshape(z[0], (1, 1)), z[1]
+            g_theta = grad(lambda t, p: generator_loss_composed(t * p, kind), 0)(theta, psi)
+            return mg.stack([-mg.reshape(g_theta, ()), -grad(loss_d, 1)(theta, psi)])
+        return v
+
+    z0 = mg.tensor([0.0, 0.0], dtype="float64")
+    for kind, gamma, s in (("minimax", 0.0, 0.5), ("non_saturating", 0.0, 0.5), ("wasserstein", 0.0, 1.0),
+                           ("minimax", 1.0, 0.5), ("wasserstein", 0.3, 1.0)):
+        J = jacfwd(field(kind, gamma))(z0).numpy()
+        np.testing.assert_allclose(J, [[0.0, s], [-s, -gamma]], atol=1e-14)
+        ev = np.linalg.eigvals(J)
+        assert (abs(ev.real).max() < 1e-14) if gamma == 0 else (ev.real.max() < 0)
