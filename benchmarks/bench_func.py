@@ -179,7 +179,14 @@ def main(argv=None):
         "tangent through the forward and the backward); *double backprop*: gradient with `create_graph=True`, "
         "then the gradient of ⟨gradient, v⟩ (two backward passes).", "",
         "**Target: a jvp costs ≤ 3× its forward pass.** " + "; ".join(verdicts) + ".", "",
-        *sections])
+        *sections,
+        "*Reading the tables.* A jvp runs the forward pass once more for the tangents: a linear layer's tangent "
+        "takes two products (tx·Wᵀ + x·tWᵀ) where the value takes one, the first layer only one (the data has "
+        "no tangent), so the tangent pass costs somewhat under twice the value pass. A reverse pass costs about "
+        "the same, which is why one jvp and one gradient are close. hvp (forward over reverse) and double "
+        "backprop (reverse over reverse) do the same work in a different order and cost the same. The full "
+        "Hessian takes one forward-over-reverse pass per parameter in minigrad; torch.func batches all of them "
+        "into one vmapped pass, hence the gap."])
     out = page("func", "cpu", args.out)
     write_page(out, text)
     if args.out is None:  # the same section in docs/benchmarks.md (python -m benchmarks regenerates it too)
