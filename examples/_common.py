@@ -14,10 +14,21 @@ import numpy as np
 import minigrad as mg
 
 
+def device_arg(text):
+    """argparse type of --device: "cpu", "cuda" or "cuda:N", checked against this machine, so that a bad value is a
+    one-line usage error before anything runs."""
+    from minigrad import backend
+    try:
+        backend.parse_device(text)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
 def parser(description):
     """An argument parser with the options every example takes: --device, --quick, --out and --seed."""
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", type=device_arg, help="cpu, cuda or cuda:N")
     p.add_argument("--quick", action="store_true", help="seconds-long smoke run")
     p.add_argument("--out", default=None, help="output folder (default: runs/NAME)")
     p.add_argument("--seed", type=int, default=0)
@@ -69,20 +80,39 @@ def pyplot():
     return plt
 
 
+_figures = {"write": True, "written": []}
+
+
+@contextlib.contextmanager
+def figures(write):
+    """Within, ``save_figure`` writes files only when ``write`` (a smoke run's figures would show noise); yields
+    the list of files written inside."""
+    saved, _figures["write"], _figures["written"] = dict(_figures), bool(write), []
+    try:
+        yield _figures["written"]
+    finally:
+        _figures.update(saved)
+
+
 def save_figure(fig, path, dpi=110):
-    """Save ``fig`` to ``path`` and close it; returns the path as a string."""
+    """Save ``fig`` to ``path`` and close it; returns the path as a string (None when figures are off)."""
     import matplotlib.pyplot as plt
+    if not _figures["write"]:
+        plt.close(fig)
+        return None
     fig.savefig(path, dpi=dpi)
     plt.close(fig)
+    _figures["written"].append(str(path))
     return str(path)
 
 
 def load_or_digits(name):
     """(X_train, y_train, X_test, y_test, name used) from ``minigrad.data.load_<name>`` (mnist, fashion_mnist,
-    digits); scikit-learn's 8×8 digits, with a printed notice, when that dataset is not installed."""
+    digits), fetched into the cache if need be; scikit-learn's 8×8 digits, with a printed notice, when that data set
+    cannot be had (offline)."""
     from minigrad import data
     try:
-        d = getattr(data, f"load_{name}")()
+        d = data.load_digits() if name == "digits" else getattr(data, f"load_{name}")(download=True)
     except (ImportError, OSError) as e:  # DatasetNotFound is an OSError
         if name == "digits":
             raise

@@ -22,6 +22,17 @@ from _common import output_dir, parser, predict, pyplot, save_figure, save_resul
 
 NAME = "attention_order"
 DESCRIPTION = "Transformer encoder reverses digit strings: fails without position embeddings, ≥99% with them"
+HEADLINE = "positions beat no positions"
+QUICK_SHOWS_HEADLINE = True
+
+
+def headline(m):
+    """(shown, numbers) for the demo table: token accuracy with a position embedding vs without."""
+    tok = {p: r["token_accuracy"] for p, r in m["runs"].items()}
+    best = max((p for p in tok if p != "none"), key=tok.get, default=None)
+    shown = best is not None and "none" in tok and tok[best] > tok["none"] + 0.2
+    return shown, ", ".join(f"{p}: tokens {t:.3f} / sequences {m['runs'][p]['sequence_accuracy']:.3f}"
+                            for p, t in tok.items())
 POSITIONS = ("none", "sinusoidal", "learned")
 
 
@@ -107,8 +118,9 @@ def run(device="cpu", quick=False, out_dir=None, seed=0, task="reverse", steps=N
     out_dir = output_dir(out_dir, NAME)
     args = dict(task=task, vocab=10, length=16, d_model=64, nhead=4, layers=2, lr=1e-3, warmup=200, batch=64,
                 steps=1500, eval_every=100, n_test=5000)
-    if quick:
-        args.update(length=8, d_model=32, steps=40, warmup=10, eval_every=20, n_test=500)
+    if quick:  # 8-digit strings: 300 steps are enough for positions to pull ahead (token accuracy ~0.8 vs ~0.3)
+        args.update(length=8, d_model=32, steps=300, warmup=10, eval_every=100, n_test=500)
+        positions = ("none", "sinusoidal") if positions == POSITIONS else positions
     if steps is not None:
         args["steps"] = int(steps)
     args.update({k: v for k, v in kw.items() if k in args})

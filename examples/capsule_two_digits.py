@@ -27,6 +27,14 @@ from _common import distributed_setup, load_or_digits, mean_std, output_dir, par
 
 NAME = "capsule_two_digits"
 DESCRIPTION = "Capsule vs pooling head: trained on single MNIST digits, tested on two digits side by side"
+HEADLINE = "capsule beats pooling on two digits"
+QUICK_SHOWS_HEADLINE = False
+
+
+def headline(m):
+    """(shown, numbers) for the demo table."""
+    cap, pool = m.get("capsule_best_top2", 0.0), m.get("pooling_top2", 0.0)
+    return cap > pool + 0.1, f"two-digit top-2: capsule {cap:.3f} vs pooling {pool:.3f} ({m['dataset']})"
 HEADS = ("pooling",) + tuple(f"capsule-{v}" for v in VARIANTS)
 
 

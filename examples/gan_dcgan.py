@@ -21,6 +21,15 @@ from _common import load_or_digits, output_dir, parser, pyplot, save_figure, sav
 
 NAME = "gan_dcgan"
 DESCRIPTION = "DCGAN on MNIST (digits as fallback): a grid of generated digits, scored by a small classifier"
+HEADLINE = "generated digits that a classifier recognises"
+QUICK_SHOWS_HEADLINE = False
+
+
+def headline(m):
+    """(shown, numbers) for the demo table."""
+    return (m["confident_share"] > 0.5 and m["classes_with_5pct"] >= 8,
+            f"confidently classified samples {m['confident_share']:.3f}, classes with ≥5%: "
+            f"{m['classes_with_5pct']}/10")
 
 
 def train_classifier(X, y, Xte, yte, seed, epochs=2):

@@ -29,6 +29,15 @@ from _common import output_dir, parser, save_results
 
 NAME = "margin_sentences"
 DESCRIPTION = "char GRU + softmax / AM-Softmax / A-Softmax / ArcFace; top-k retrieval of unseen paraphrase groups"
+HEADLINE = "AM-Softmax beats softmax on unseen paraphrase groups"
+QUICK_SHOWS_HEADLINE = False
+
+
+def headline(m):
+    """(shown, numbers) for the demo table: sentence top-1 retrieval."""
+    top1 = {k: r["sentence"]["top1"] for k, r in m["losses"].items()}
+    return (top1.get("am", 0.0) > top1.get("softmax", 1.0),
+            ", ".join(f"{k} {v:.3f}" for k, v in top1.items()))
 LOSS_ARGS = {"softmax": {}, "am": {"m": 0.35}, "a": {"m": 4}, "arcface": {"m": 0.5}}
 LOSS_NAMES = {"softmax": "softmax (cosine)", "am": "AM-Softmax", "a": "A-Softmax", "arcface": "ArcFace"}
 

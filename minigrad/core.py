@@ -6,6 +6,8 @@ functions from the output to the leaves, newest first (a heap keyed by generatio
 ``backward`` with Tensors, so a backward written with differentiable ops can itself be differentiated.
 """
 from heapq import heappop, heappush
+import contextvars
+import functools
 import os
 import traceback
 from weakref import ref as _weakref
@@ -13,28 +15,54 @@ from weakref import ref as _weakref
 from minigrad import backend
 
 
+# Grad mode and anomaly mode are per thread (PyTorch semantics): ``no_grad`` in one thread leaves the others
+# recording, and a new thread starts with grad enabled and anomaly detection off (its context starts empty, so
+# the defaults apply; each asyncio task gets its own copy too). Context variables rather than threading.local:
+# reading one costs what reading a class attribute costs, and every op reads them.
+_grad_var = contextvars.ContextVar("minigrad_grad_enabled", default=True)
+_anomaly_var = contextvars.ContextVar("minigrad_anomaly", default=False)
+_grad_enabled = _grad_var.get
+_anomaly = _anomaly_var.get
+
+# In-place changes: a process-wide counter of in-place changes ("epoch"). A Function remembers the epoch when
+# it ran; a changed tensor remembers the epoch of its last change. Backward checks a Function's inputs only
+# when the epoch has moved since it ran, so graphs without in-place changes pay one comparison per op.
+_epoch = [0]
+
+
+# Forward mode (minigrad/forward_ad.py): the active dual levels, outermost first, per thread like grad mode.
+_forward_var = contextvars.ContextVar("minigrad_forward_levels", default=())
+_forward_levels = _forward_var.get
+
+
 class _Config:
-    grad_enabled = True
-    anomaly = False
-    forward_levels = ()  # active forward-mode levels, outermost first (minigrad/forward_ad.py)
-    push_tangents = None  # set by minigrad/forward_ad.py: runs each call's jvp while a level is active
+    push_tangents = None  # set by minigrad/forward_ad.py: runs each call's jvp while a dual level is active
     callbacks = None  # during a backward with gradient hooks: what ``queue_callback`` asked to run at its end
 
 
 class _GradMode:
     """Context manager and decorator that switches graph recording on or off."""
 
+    pending = False  # set_grad_enabled switched at the call already; ``prev`` holds the mode before it
+
     def __init__(self, enabled):
         self.enabled = enabled
 
     def __enter__(self):
-        self.prev = _Config.grad_enabled
-        _Config.grad_enabled = self.enabled
+        if self.pending:
+            self.pending = False
+        else:
+            self.prev = _grad_enabled()
+        _grad_var.set(self.enabled)
 
     def __exit__(self, *exc):
-        _Config.grad_enabled = self.prev
+        _grad_var.set(self.prev)
 
     def __call__(self, func):
+        if self.pending:  # used as a decorator: the switch belongs to the calls, not to the decoration
+            self.pending = False
+            _grad_var.set(self.prev)
+
         def wrapper(*args, **kwargs):
             with _GradMode(self.enabled):
                 return func(*args, **kwargs)
@@ -43,35 +71,45 @@ class _GradMode:
 
 
 def no_grad():
-    """Ops inside record no graph (inference, optimizer steps)."""
+    """Ops inside record no graph (inference, optimizer steps); in this thread only."""
     return _GradMode(False)
 
 
 def enable_grad():
-    """Record the graph again inside a ``no_grad`` block."""
+    """Record the graph again inside a ``no_grad`` block (this thread only)."""
     return _GradMode(True)
 
 
 def is_grad_enabled():
-    return _Config.grad_enabled
+    return _grad_enabled()
+
+
+def set_grad_enabled(mode):
+    """Switch graph recording on or off for this thread: as a call it takes effect at once; used in a ``with``
+    block or as a decorator it restores the previous mode on exit (``torch.set_grad_enabled``)."""
+    ctx = _GradMode(bool(mode))
+    ctx.prev, ctx.pending = _grad_enabled(), True
+    _grad_var.set(ctx.enabled)
+    return ctx
 
 
 class detect_anomaly:
-    """Inside, the first op whose forward or backward makes NaN/Inf raises, naming the op and the user line."""
+    """Inside, the first op whose forward or backward makes NaN/Inf raises, naming the op and the user line
+    (in this thread only)."""
 
     def __enter__(self):
-        self.prev = _Config.anomaly
-        _Config.anomaly = True
+        self.prev = _anomaly()
+        _anomaly_var.set(True)
 
     def __exit__(self, *exc):
-        _Config.anomaly = self.prev
+        _anomaly_var.set(self.prev)
 
 
 class Tensor:
     """An array (NumPy or CuPy) with an optional gradient and a link to the Function that created it."""
 
     __slots__ = ("data", "grad", "_requires_grad", "creator", "generation", "index", "name", "_retains_grad",
-                 "_fw", "__weakref__")
+                 "_vcount", "_vstamp", "_fw", "__weakref__")
     __array_priority__ = 1000  # ndarray <op> Tensor defers to Tensor's reflected operator
 
     def __init__(self, data, requires_grad=False, name=None):
@@ -201,7 +239,8 @@ class Tensor:
             if self.data.size != 1:
                 raise RuntimeError(f"backward() without grad= needs a scalar output, this one has shape {self.shape}; "
                                    "pass grad= of the same shape")
-            grad = Tensor(self.xp.ones_like(self.data))
+            with backend.device_scope(self.data):
+                grad = Tensor(self.xp.ones_like(self.data))
         run_backward([self], [as_tensor(grad, self)], retain_graph or create_graph, create_graph, None)
 
     def __repr__(self):
@@ -241,8 +280,93 @@ class Tensor:
             raise TypeError("iteration over a 0-d tensor")
         return (self[i] for i in range(len(self)))
 
+    # ---- in-place ops --------------------------------------------------------------------------------------
+    # They change ``data`` where it lies and add 1 to ``_version``, so backward can refuse values changed after
+    # an op used them (as PyTorch does). They record no graph, so a tensor that requires grad can only be
+    # changed under ``no_grad()``. Writing into ``.data`` directly bypasses the counter, as in PyTorch.
+    @property
+    def _version(self):
+        """How many times this tensor was changed in place (0 for a new one; the slots are set on first change)."""
+        return getattr(self, "_vcount", 0)
+
+    @_version.setter
+    def _version(self, value):
+        _epoch[0] += 1
+        self._vcount, self._vstamp = value, _epoch[0]
+
+    def _inplace(self, op):
+        """The array to write, after checking that ``op`` may change this tensor in place."""
+        if self._requires_grad and _grad_enabled():
+            what = "a leaf tensor that requires grad" if self.creator is None else "a tensor inside a graph"
+            raise RuntimeError(f"{op}: {what} (shape {self.shape}) cannot be changed in place while grad mode is on "
+                               "(the change would not be recorded); wrap it in mg.no_grad() or use the "
+                               "out-of-place op")
+        if not getattr(self.data.flags, "writeable", True):
+            raise ValueError(f"{op}: this tensor's array (shape {self.shape}) is read-only; copy it first")
+        self._version += 1
+        return self.data
+
+    def add_(self, other, alpha=1):
+        """``self += alpha * other`` in place (broadcasting ``other``)."""
+        a = self._inplace("add_")
+        a += _raw_operand(other) * alpha if alpha != 1 else _raw_operand(other)
+        return self
+
+    def sub_(self, other, alpha=1):
+        a = self._inplace("sub_")
+        a -= _raw_operand(other) * alpha if alpha != 1 else _raw_operand(other)
+        return self
+
+    def mul_(self, other):
+        a = self._inplace("mul_")
+        a *= _raw_operand(other)
+        return self
+
+    def div_(self, other):
+        a = self._inplace("div_")
+        a /= _raw_operand(other)
+        return self
+
+    def zero_(self):
+        self._inplace("zero_")[...] = 0
+        return self
+
+    def fill_(self, value):
+        self._inplace("fill_")[...] = _raw_operand(value)
+        return self
+
+    def copy_(self, src):
+        """Overwrite the values with ``src`` (broadcast and cast to this tensor's dtype)."""
+        src = _raw_operand(src)
+        if backend.is_array(src) and backend.device_of(src) != self.device:
+            src = backend.to_device(src, self.device)
+        self._inplace("copy_")[...] = src
+        return self
+
+    def clamp_(self, min=None, max=None):
+        if min is None and max is None:
+            raise ValueError("clamp_: give min, max or both")
+        a = self._inplace("clamp_")
+        self.xp.clip(a, min, max, out=a)
+        return self
+
+    clip_ = clamp_
+
+    def __setitem__(self, key, value):
+        """``x[key] = value`` in place (NumPy indexing; Tensors in ``key`` act as index arrays)."""
+        if isinstance(key, tuple):
+            key = tuple(k.data if isinstance(k, Tensor) else k for k in key)
+        elif isinstance(key, Tensor):
+            key = key.data
+        self._inplace("__setitem__")[key] = _raw_operand(value)
+
 
 _ndarray, _np_scalar, _np_asarray = backend.np.ndarray, backend.np.generic, backend.np.asarray
+
+
+def _raw_operand(value):
+    """The array (or Python number) an in-place op combines with its tensor."""
+    return value.data if isinstance(value, Tensor) else value
 
 
 def _checked_array(data):
@@ -317,6 +441,15 @@ def _key(t):
     return id(t) if t.creator is None else (id(t.creator), t.index)
 
 
+def _forward_got_tensor(fn, error):
+    """The message when a Tensor turns up inside ``forward`` (or is returned by it): the PyTorch habit of computing
+    on Tensors there. Here forward receives raw arrays and returns arrays; Tensors are for backward."""
+    return (f"{type(fn).__name__}.forward met a Tensor ({error}): forward receives NumPy/CuPy arrays and must return "
+            f"arrays (compute with xp = minigrad.backend.get_array_module(x), not minigrad ops; keep Tensors "
+            f"for backward). Unlike torch.autograd.Function there is no ctx and no .apply: call the op, "
+            f"{type(fn).__name__}(...)(x), and read inputs in backward as self.inputs")
+
+
 class Function:
     """Base class of every op: ``forward`` on arrays, ``backward`` on Tensors.
 
@@ -330,6 +463,7 @@ class Function:
     differentiable_backward = True  # fused ops whose backward works on raw arrays set False
     needs_input_data = True  # False: backward reads only shapes; "other": input i only if another needs grad
     saves_output = False  # True when backward reads self.output(i): the output array is then kept
+    epoch = 0  # the in-place epoch when the op ran (set when it is recorded)
 
     def __call__(self, *inputs):
         for x in inputs:
@@ -338,15 +472,24 @@ class Function:
                 inputs = [t if isinstance(t, Tensor) else as_tensor(t, like) for t in inputs]
                 break
         xs = [x.data for x in inputs]
-        if len(xs) > 1 and backend.cp is not None:
+        if len(xs) > 1 and backend.multi_device:
             _check_devices(self, xs)
-        ys = self.forward(*xs)
-        single = ys.__class__ is not tuple
-        outputs = [Tensor(ys)] if single else [Tensor(y) for y in ys]
-        if _Config.anomaly:
+        try:
+            if xs and xs[0].__class__ is not _ndarray and backend.multi_device:
+                with backend.device_scope(xs[0]):  # kernels and new arrays on the inputs' device, not the current one
+                    ys = self.forward(*xs)
+            else:
+                ys = self.forward(*xs)
+            single = ys.__class__ is not tuple
+            outputs = [Tensor(ys)] if single else [Tensor(y) for y in ys]
+        except TypeError as e:
+            if "Tensor" not in str(e):
+                raise
+            raise TypeError(_forward_got_tensor(self, e)) from e
+        if _anomaly():
             _check_finite(self, [o.data for o in outputs], "forward")
         args = inputs
-        if _Config.grad_enabled:
+        if _grad_enabled():
             gen, wanting = -1, 0
             for x in inputs:
                 if x._requires_grad:
@@ -360,6 +503,7 @@ class Function:
                               for x in inputs]
                 self.inputs = inputs
                 self.generation = gen
+                self.epoch = _epoch[0]
                 for i, o in enumerate(outputs):
                     o._requires_grad = o.data.dtype.kind == "f"
                     o.creator = self
@@ -370,9 +514,9 @@ class Function:
                     self.saved = [o.data for o in outputs]
                 if not single:
                     self.output_meta = [(o.shape, o.dtype) for o in outputs]
-                if _Config.anomaly:
+                if _anomaly():
                     self.trace = _user_frame()
-        if _Config.forward_levels:  # forward mode: the outputs' tangents by self.jvp (in any grad mode), after
+        if _forward_levels():  # forward mode: the outputs' tangents by self.jvp (in any grad mode), after
             _Config.push_tangents(self, args, outputs)  # the graph is recorded, so the tangents are in it too
         return outputs[0] if single else tuple(outputs)
 
@@ -404,8 +548,22 @@ class Function:
         return f"<{type(self).__name__}>"
 
 
+def on_inputs_device(fn):
+    """Run ``fn`` with its first Tensor argument's device current. CuPy makes new arrays and launches kernels
+    on the current device, so helpers that work on raw arrays outside a Function (class indices, masks,
+    comparisons) need it for tensors on a GPU other than the current one."""
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        first = next((a for a in args if isinstance(a, Tensor)), None)
+        if first is None or first.data.__class__ is _ndarray or not backend.multi_device:
+            return fn(*args, **kwargs)
+        with backend.device_scope(first.data):
+            return fn(*args, **kwargs)
+    return run
+
+
 def _check_devices(f, xs):
-    """All inputs on one device (only called when CuPy is importable)."""
+    """All inputs on one device (only called when a device besides the host exists)."""
     if all(x.__class__ is _ndarray for x in xs) or len({backend.device_of(x) for x in xs}) == 1:
         return
     devices = ", ".join(f"input {i}: {backend.device_of(x)} {tuple(x.shape)}" for i, x in enumerate(xs))
@@ -443,13 +601,34 @@ def _freed(f):
                         "earlier backward; pass retain_graph=True to the first backward if you need it twice")
 
 
+def _check_versions(f):
+    """Raise when a tensor that ``f.backward`` reads was changed in place after ``f`` ran (called only when some
+    tensor was changed in place since then)."""
+    need = f.needs_input_data
+    stale = []
+    if need:  # True: backward reads every input; "other": input i only if another input needs grad
+        wanting = sum(x._requires_grad for x in f.inputs)
+        stale = [(f"input {i}", x) for i, x in enumerate(f.inputs) if isinstance(x, Tensor)
+                 and getattr(x, "_vstamp", 0) > f.epoch and (need is True or wanting > x._requires_grad)]
+    if f.saves_output:
+        outputs = [(f"output {i}", o()) for i, o in enumerate(f.outputs)]
+        stale += [(w, o) for w, o in outputs if o is not None and getattr(o, "_vstamp", 0) > f.epoch]
+    if stale:
+        where, t = stale[0]
+        name = f" {t.name!r}" if isinstance(t.name, str) else ""
+        raise RuntimeError(f"one of the variables needed for gradient computation has been modified by an inplace "
+                           f"operation: {where}{name} of {type(f).__name__} (shape {tuple(t.shape)}, {t.dtype}) was "
+                           f"changed after {type(f).__name__} used it and is now at version {t._version}. Compute "
+                           "the loss after the change (e.g. call backward before optimizer.step()), or change a copy")
+
+
 def _backward_unchecked(f, gys):
     """Anomaly mode judges what ``f.backward`` returns (checked below), not the ops it runs inside."""
-    _Config.anomaly = False
+    _anomaly_var.set(False)
     try:
         return f.backward(*gys)
     finally:
-        _Config.anomaly = True
+        _anomaly_var.set(True)
 
 
 _grad_hooks = {}  # id(leaf Tensor) -> (weak reference to it, its post-accumulate-grad hooks)
@@ -495,14 +674,18 @@ def _hooked_leaves(roots):
     return sorted(last.values(), key=lambda kx: kx[0], reverse=True)
 
 
-def _flush_ready(hooked, grads, before):
+def _flush_ready(hooked, grads, before, taken):
     """Move complete leaf gradients into ``.grad`` and call their hooks (all remaining when ``before`` is None)."""
     while hooked and (before is None or hooked[-1][0] < before):
         t = hooked.pop()[1]
         entry = grads.pop(id(t), None)
         if entry is None:
             continue
-        t.grad = entry[1] if t.grad is None else t.grad + entry[1]
+        if t.grad is None:
+            t.grad = _own_grad(entry[1], taken)
+            taken.add(id(t.grad.data))
+        else:
+            t.grad = t.grad + entry[1]
         for hook in list(_grad_hooks.get(id(t), (None, ()))[1]):
             hook(t)
 
@@ -523,20 +706,22 @@ def run_backward(roots, root_grads, retain_graph, create_graph, wanted):
             seen.add(f)
             heappush(heap, (-f.generation, id(f), f))
 
+    taken = {id(g.data) for g in root_grads}  # arrays handed out as .grad, and the seeds: never give one twice
     for r, g in zip(roots, root_grads):
         if g.shape != r.shape:
             raise RuntimeError(f"grad of shape {g.shape} given for an output of shape {r.shape}")
         if _accumulate(grads, r, g):
             push(r.creator)
 
+    anomaly = _anomaly()  # read once: only _backward_unchecked switches it, and back, during the sweep
     with _GradMode(create_graph):
         while heap:
             f = heappop(heap)[2]
             if hooked and hooked[-1][0] < (-f.generation, id(f)):
-                _flush_ready(hooked, grads, (-f.generation, id(f)))
+                _flush_ready(hooked, grads, (-f.generation, id(f)), taken)
             if f.inputs is None:
                 raise _freed(f)
-            if not f.differentiable_backward and _Config.forward_levels and _carries_tangent(f, _gys_of(f, grads)):
+            if not f.differentiable_backward and _forward_levels() and _carries_tangent(f, _gys_of(f, grads)):
                 raise RuntimeError(f"{type(f).__name__} is a fused op whose backward works on raw arrays: forward "
                                    "mode cannot pass through its backward (hessian, hvp, jacfwd of a gradient). "
                                    "Use its composed version")
@@ -551,18 +736,25 @@ def run_backward(roots, root_grads, retain_graph, create_graph, wanted):
                 gys = (entry[1],)
                 o = f.outputs[0]()
                 if o is not None and o._retains_grad:
-                    o.grad = gys[0] if o.grad is None else o.grad + gys[0]
+                    o.grad = _own_grad(gys[0], taken) if o.grad is None else o.grad + gys[0]
+                    taken.add(id(o.grad.data))
             else:
-                gys = _output_grads(f, grads, wanted_keys, found, wanted is None)
+                gys = _output_grads(f, grads, wanted_keys, found, wanted is None, taken)
                 if gys is None:
                     continue
-            gxs = _backward_unchecked(f, gys) if _Config.anomaly else f.backward(*gys)
+            if f.epoch != _epoch[0]:  # something was changed in place since f ran: did f's backward need it?
+                _check_versions(f)
+            if backend.multi_device:
+                with backend.device_scope(next(g for g in gys if g is not None).data):
+                    gxs = _backward_unchecked(f, gys) if anomaly else f.backward(*gys)
+            else:
+                gxs = _backward_unchecked(f, gys) if anomaly else f.backward(*gys)
             if gxs.__class__ is not tuple:
                 gxs = tuple(gxs) if isinstance(gxs, list) else (gxs,)
             if len(gxs) != len(f.inputs):
                 raise RuntimeError(f"{type(f).__name__}.backward returned {len(gxs)} gradients for "
                                    f"{len(f.inputs)} inputs")
-            if _Config.anomaly:
+            if anomaly:
                 _check_finite(f, [None if g is None else as_tensor(g).data for g in gxs], "backward")
             for i, (x, gx) in enumerate(zip(f.inputs, gxs)):
                 if gx is None or not x._requires_grad:
@@ -583,10 +775,14 @@ def run_backward(roots, root_grads, retain_graph, create_graph, wanted):
         return [found[k] if k in found else (grads[k][1] if k in grads else None)
                 for k in (_key(t) for t in wanted)]
     if hooked is not None:
-        _flush_ready(hooked, grads, None)
+        _flush_ready(hooked, grads, None, taken)
     for t, g in grads.values():
         if t.creator is None and t._requires_grad:
-            t.grad = g if t.grad is None else t.grad + g
+            if t.grad is not None:
+                t.grad = t.grad + g
+                continue
+            t.grad = g = _own_grad(g, taken)
+            taken.add(id(g.data))
     if hooked is not None:
         callbacks, _Config.callbacks = _Config.callbacks, None
         for fn in callbacks:
@@ -602,7 +798,18 @@ def _gys_of(f, grads):
 def _carries_tangent(f, gys):
     """Whether an input or output gradient of ``f`` holds a tangent of an active forward-mode level."""
     fws = [t._fw for t in list(f.inputs) + gys if getattr(t, "_fw", None)]
-    return any(k in fw for fw in fws for k in _Config.forward_levels)
+    return any(k in fw for fw in fws for k in _forward_levels())
+
+
+def _own_grad(g, taken):
+    """``g`` as a tensor's first ``.grad``: its own writable array (users clip gradients in place), copied only
+    when it is a seed, another tensor's gradient, a read-only broadcast or a view of another array."""
+    a = g.data
+    if id(a) in taken or a.base is not None or not getattr(a.flags, "writeable", True):
+        if g.creator is not None:  # create_graph: a differentiable copy keeps the graph
+            return _ops.mul(g, 1)
+        return Tensor(a.copy())
+    return g
 
 
 def _accumulate(grads, t, g):
@@ -616,7 +823,7 @@ def _accumulate(grads, t, g):
     return False
 
 
-def _output_grads(f, grads, wanted_keys, found, to_leaves):
+def _output_grads(f, grads, wanted_keys, found, to_leaves, taken):
     """The gradients of ``f``'s outputs, taken out of ``grads`` (zeros for an output that got none;
     None when none did)."""
     fid, gys = id(f), []
@@ -630,15 +837,18 @@ def _output_grads(f, grads, wanted_keys, found, to_leaves):
             found[(fid, i)] = g
         o = f.outputs[i]()
         if o is not None and o._retains_grad and to_leaves:
-            o.grad = g if o.grad is None else o.grad + g
+            o.grad = _own_grad(g, taken) if o.grad is None else o.grad + g
+            taken.add(id(o.grad.data))
         gys.append(g)
     if len(gys) == 1:
         return None if gys[0] is None else gys
     if all(g is None for g in gys):
         return None
     if any(g is None for g in gys):
-        xp = backend.get_array_module(next(g for g in gys if g is not None).data)
-        gys = [g if g is not None else Tensor(xp.zeros(s, d)) for g, (s, d) in zip(gys, f.output_meta)]
+        ref = next(g for g in gys if g is not None).data
+        xp = backend.get_array_module(ref)
+        with backend.device_scope(ref):
+            gys = [g if g is not None else Tensor(xp.zeros(s, d)) for g, (s, d) in zip(gys, f.output_meta)]
     return gys
 
 
@@ -660,7 +870,8 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
         if g is None:
             if o.data.size != 1:
                 raise RuntimeError(f"grad_outputs must be given for output {i} of shape {o.shape} (not a scalar)")
-            g = Tensor(o.xp.ones_like(o.data))
+            with backend.device_scope(o.data):
+                g = Tensor(o.xp.ones_like(o.data))
         seeds.append(as_tensor(g, o))
     for i, t in enumerate(inputs):
         if not t.requires_grad:

@@ -21,10 +21,10 @@ def tensor(data, dtype=None, device="cpu", requires_grad=False):
 
 def _make(fill, shape, dtype, device, requires_grad):
     device = backend.parse_device(device)
-    xp = backend.np if device == "cpu" else backend.cp
+    xp = backend.device_module(device)
     if device == "cpu":
         return Tensor(fill(xp, _shape(shape), _dtype(dtype)), requires_grad=requires_grad)
-    with xp.cuda.Device(int(device[5:])):
+    with backend.device_context(device):
         return Tensor(fill(xp, _shape(shape), _dtype(dtype)), requires_grad=requires_grad)
 
 

@@ -13,7 +13,7 @@ own (no perturbation confusion).
 from weakref import ref as _weakref
 
 from minigrad import backend
-from minigrad.core import Function, Tensor, _Config, as_tensor
+from minigrad.core import Function, Tensor, _Config, _forward_levels, _forward_var, as_tensor
 from minigrad.ops.shape import broadcast_to
 
 _counter = [0]
@@ -26,11 +26,11 @@ class dual_level:
     def __enter__(self):
         _counter[0] += 1
         self.level = _counter[0]
-        _Config.forward_levels = _Config.forward_levels + (self.level,)
+        self.token = _forward_var.set(_forward_levels() + (self.level,))
         return self.level
 
     def __exit__(self, *exc):
-        _Config.forward_levels = tuple(k for k in _Config.forward_levels if k != self.level)
+        _forward_var.reset(self.token)
 
 
 class Alias(Function):
@@ -72,7 +72,7 @@ def raw_tangent(f, array, *deps):
 
 def make_dual(x, tangent, level):
     """A new Tensor with ``x``'s value (and graph) carrying ``tangent`` at ``level``."""
-    if level not in _Config.forward_levels:
+    if level not in _forward_levels():
         raise RuntimeError(f"make_dual: level {level} is not active; call it inside `with dual_level() as level:`")
     dual = Alias()(x)
     dual._fw = dict(dual._fw or {})
@@ -87,7 +87,7 @@ def unpack_dual(t, level):
 
 def _push_tangents(f, inputs, outputs):
     """Run ``f.jvp`` for each active level at which some input has a tangent, outermost level first."""
-    levels = _Config.forward_levels
+    levels = _forward_levels()
     fws = [x._fw for x in inputs]
     if not any(fws):
         return
@@ -99,11 +99,11 @@ def _push_tangents(f, inputs, outputs):
             txs = [fw.get(k) if fw else None for fw in fws]
             if all(t is None for t in txs):
                 continue
-            _Config.forward_levels = levels[:n]  # the tangent carries only the outer levels' tangents
+            token = _forward_var.set(levels[:n])  # the tangent carries only the outer levels' tangents
             try:
                 tys = f.jvp(*txs)
             finally:
-                _Config.forward_levels = levels
+                _forward_var.reset(token)
             if tys.__class__ is not tuple:
                 tys = tuple(tys) if isinstance(tys, list) else (tys,)
             if len(tys) != len(outputs):

@@ -5,6 +5,8 @@ Two modes: ``"full"`` builds the whole Jacobian both ways (numeric columns, anal
 random upstream gradient; ``"fast"`` compares one random projection vᵀJu per input, for large inputs.
 On failure the error names the function, the input, the shapes, the worst element and both values.
 """
+import functools
+
 import numpy as np
 
 from minigrad import backend
@@ -62,21 +64,51 @@ def _flat_outputs(fn, xs):
                               or [np.zeros(0)])
 
 
+def _steps(x, eps):
+    """Per-element finite-difference step: ``eps`` relative to the element's magnitude (absolute below 1)."""
+    return eps * np.maximum(1.0, np.abs(backend.to_numpy(x)))
+
+
+def _richardson(d_h, d_half):
+    """Central differences have error c₂h² + c₄h⁴ + …; combining steps h and h/2 cancels the h² term."""
+    return (4.0 * d_half - d_h) / 3.0
+
+
 def _numeric_jacobian(fn, xs, i, eps):
-    """Central differences, one column per element of input i: J[:, j] = (f(x+εe_j) − f(x−εe_j)) / 2ε."""
+    """Central differences refined by Richardson extrapolation, one column per element of input i:
+    D(h)[:, j] = (f(x+he_j) − f(x−he_j)) / 2h with h scaled to |x_j|; J = (4·D(h/2) − D(h)) / 3."""
     x = xs[i].data
     flat = x.reshape(-1)
+    hs = _steps(flat, eps)
     cols = []
     for j in range(flat.size):
         old = flat[j].item()
-        flat[j] = old + eps
-        plus = _flat_outputs(fn, xs)
-        flat[j] = old - eps
-        minus = _flat_outputs(fn, xs)
-        flat[j] = old
-        cols.append((plus - minus) / (2 * eps))
+        d = []
+        for h in (float(hs[j]), float(hs[j]) / 2):
+            flat[j] = old + h
+            plus = _flat_outputs(fn, xs)
+            flat[j] = old - h
+            minus = _flat_outputs(fn, xs)
+            flat[j] = old
+            d.append((plus - minus) / (2 * h))
+        cols.append(_richardson(*d))
     n_out = _flat_outputs(fn, xs).size
     return np.stack(cols, axis=1) if cols else np.zeros((n_out, 0))
+
+
+def _check_finite(fn, what, i, xs, numeric, analytic, extra=""):
+    """NaN or Inf on either side is a failure (a comparison that ignores them proves nothing)."""
+    for side, J in (("numeric", numeric), ("analytic", analytic)):
+        bad = ~np.isfinite(J)
+        if bad.any():
+            index = int(np.flatnonzero(bad)[0])
+            pos = tuple(int(p) for p in np.unravel_index(index, J.shape)) if J.ndim else ()
+            shapes = ", ".join(f"input {k}: {tuple(x.shape)} {x.dtype}" for k, x in enumerate(xs)
+                               if isinstance(x, Tensor))
+            raise GradcheckError(
+                f"{what} failed for {_name(fn)}: the {side} gradient w.r.t. input {i} ({shapes}) has "
+                f"{int(bad.sum())} non-finite element(s); first at {pos}{extra}: {float(J.flat[index])} "
+                f"(numeric {float(numeric.flat[index]):.8g}, analytic {float(analytic.flat[index]):.8g})")
 
 
 def _fail(fn, what, i, xs, numeric, analytic, index, atol, rtol, extra=""):
@@ -91,18 +123,61 @@ def _fail(fn, what, i, xs, numeric, analytic, index, atol, rtol, extra=""):
 
 
 def _compare(fn, what, i, xs, numeric, analytic, atol, rtol, extra=""):
+    _check_finite(fn, what, i, xs, numeric, analytic, extra)
     bad = np.abs(numeric - analytic) - (atol + rtol * np.abs(numeric))
-    if bad.size and (np.nanmax(bad) > 0 or not np.isfinite(analytic).all()):
-        worst = int(np.nanargmax(np.where(np.isfinite(analytic), bad, np.inf)))
-        _fail(fn, what, i, xs, numeric, analytic, worst, atol, rtol, extra)
+    if bad.size and bad.max() > 0:
+        _fail(fn, what, i, xs, numeric, analytic, int(np.argmax(bad)), atol, rtol, extra)
 
 
+def _jacobians(fn, xs, diff, shapes, eps):
+    n_out = int(sum(np.prod(s) for s in shapes))
+    rows = []  # analytic Jacobian, one backward per output element, all inputs at once
+    for k in range(n_out):
+        e = np.zeros(n_out)
+        e[k] = 1.0
+        parts, start = [], 0
+        for s in shapes:
+            n = int(np.prod(s))
+            parts.append(backend.to_device(e[start:start + n].reshape(s), xs[diff[0]].device))
+            start += n
+        rows.append([g.ravel() for g in _vjp(fn, xs, diff, parts)])
+    for slot, i in enumerate(diff):
+        J = _numeric_jacobian(fn, xs, i, eps)
+        yield i, J, (np.stack([r[slot] for r in rows]) if rows else np.zeros_like(J))
+
+
+def jacobians(fn, inputs, eps=1e-6):
+    """``[(input index, numeric J, analytic J), ...]`` as ``gradcheck`` builds them (rows: output elements,
+    columns: input elements), for measuring how closely an op's backward matches its finite differences."""
+    xs, diff = _prepare(inputs)
+    with no_grad():
+        shapes = [o.shape for o in _outputs(fn, xs)]
+    return list(_jacobians(fn, xs, diff, shapes, eps))
+
+
+def _on_inputs_device(check):
+    """Run ``check`` with its inputs' device current: its perturbed copies and probes are made there."""
+    @functools.wraps(check)
+    def run(fn, inputs, *args, **kwargs):
+        first = inputs if isinstance(inputs, Tensor) else next((x for x in inputs if isinstance(x, Tensor)), None)
+        if first is None:
+            return check(fn, inputs, *args, **kwargs)
+        with backend.device_scope(first.data):
+            return check(fn, inputs, *args, **kwargs)
+    return run
+
+
+@_on_inputs_device
 def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, mode="full", seed=0, raise_exception=True):
     """Check ``fn``'s analytic gradients against central differences in float64.
 
     ``inputs``: Tensors (and any other arguments). Floating inputs with ``requires_grad=True`` are checked
-    (all floating ones when none is marked); they are copied to float64 first. Returns True, or raises
-    ``GradcheckError`` (returns False when ``raise_exception=False``).
+    (all floating ones when none is marked); they are copied to float64 first. The step for element x is
+    ``eps·max(1, |x|)`` and the difference quotient is Richardson-extrapolated from steps h and h/2, so
+    the numeric side is accurate to ~1e-10 for smooth ops and ``rtol=1e-6`` is meaningful. An element
+    fails when ``|numeric − analytic| > atol + rtol·|numeric|``, or when either side is NaN/Inf. Returns
+    True, or raises ``GradcheckError`` (returns False when ``raise_exception=False``). The keywords and
+    defaults are PyTorch's; minigrad's own op specs run at ``rtol=1e-6``.
     """
     try:
         xs, diff = _prepare(inputs)
@@ -115,20 +190,7 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, mode="full", seed=0, r
         analytic_vjp = _vjp(fn, xs, diff, vs)
         vflat = np.concatenate([backend.to_numpy(v).ravel() for v in vs] or [np.zeros(0)])
         if mode == "full":
-            n_out = int(sum(np.prod(s) for s in shapes))
-            rows = []  # analytic Jacobian, one backward per output element, all inputs at once
-            for k in range(n_out):
-                e = np.zeros(n_out)
-                e[k] = 1.0
-                parts, start = [], 0
-                for s in shapes:
-                    n = int(np.prod(s))
-                    parts.append(backend.to_device(e[start:start + n].reshape(s), xs[diff[0]].device))
-                    start += n
-                rows.append([g.ravel() for g in _vjp(fn, xs, diff, parts)])
-            for slot, i in enumerate(diff):
-                J = _numeric_jacobian(fn, xs, i, eps)
-                Ja = np.stack([r[slot] for r in rows]) if rows else np.zeros_like(J)
+            for slot, (i, J, Ja) in enumerate(_jacobians(fn, xs, diff, shapes, eps)):
                 _compare(fn, "gradcheck (Jacobian)", i, xs, J, Ja, atol, rtol,
                          extra=" as (output element, input element)")
                 numeric_vjp = (vflat @ J).reshape(xs[i].shape)
@@ -139,12 +201,16 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, mode="full", seed=0, r
                 u = rng.standard_normal(xs[i].shape)
                 x = xs[i].data
                 old = x.copy()
-                x += backend.to_device(eps * u, xs[i].device)
-                plus = _flat_outputs(fn, xs)
-                x[...] = old - backend.to_device(eps * u, xs[i].device)
-                minus = _flat_outputs(fn, xs)
-                x[...] = old
-                numeric = np.array(vflat @ (plus - minus) / (2 * eps))
+                step = eps * max(1.0, float(np.abs(backend.to_numpy(old)).max(initial=0.0)))
+                d = []
+                for h in (step, step / 2):
+                    x[...] = old + backend.to_device(h * u, xs[i].device)
+                    plus = _flat_outputs(fn, xs)
+                    x[...] = old - backend.to_device(h * u, xs[i].device)
+                    minus = _flat_outputs(fn, xs)
+                    x[...] = old
+                    d.append(vflat @ (plus - minus) / (2 * h))
+                numeric = np.array(_richardson(*d))
                 analytic = np.array(float((analytic_vjp[slot] * u).sum()))
                 _compare(fn, "gradcheck (fast vᵀJu)", i, xs, numeric, analytic, atol, rtol)
         else:
@@ -156,6 +222,7 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, mode="full", seed=0, r
     return True
 
 
+@_on_inputs_device
 def gradgradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, mode="full", seed=0, raise_exception=True):
     """Check second derivatives: gradcheck the map (x, v) ↦ ∂(vᵀ fn(x))/∂x built with ``create_graph=True``."""
     xs, diff = _prepare(inputs)

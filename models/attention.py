@@ -11,7 +11,7 @@ import math
 import minigrad as mg
 import minigrad.functional as F
 from minigrad import backend, nn
-from minigrad.core import Function, Tensor, as_tensor
+from minigrad.core import Function, Tensor, as_tensor, on_inputs_device
 from minigrad.forward_ad import raw_tangent
 from minigrad.ops.shape import _sum_to_array
 
@@ -211,6 +211,7 @@ class ScaledDotProductAttention(Function):
         return raw_tangent(self, out, *self.inputs, tq, tk, tv)
 
 
+@on_inputs_device
 def scaled_dot_product_attention(q, k, v, mask=None, dropout_p=0.0, causal=False, scale=None, recompute=False):
     """softmax(q kᵀ/√d) v as one fused Function with a hand-written backward.
 
@@ -228,6 +229,7 @@ def scaled_dot_product_attention(q, k, v, mask=None, dropout_p=0.0, causal=False
     return ScaledDotProductAttention(scores, allowed, scale, float(dropout_p), seed, bool(recompute))(q, k, v)
 
 
+@on_inputs_device
 def attention_composed(q, k, v, mask=None, dropout_p=0.0, causal=False, scale=None, return_weights=False):
     """The same attention built from primitive ops (matmul, where, softmax, mul): the reference for the fused
     op, and the path that can return the (differentiable, post-dropout) weights and second derivatives."""
@@ -419,7 +421,7 @@ class LearnedPositionEmbedding(nn.Module):
     def __init__(self, max_len, d_model, std=1.0, device="cpu", dtype=None):
         super().__init__()
         self.max_len, self.d_model = max_len, d_model
-        self.weight = nn.Parameter(mg.randn(max_len, d_model, dtype=dtype, device=device).data * float(std))
+        self.weight = nn.Parameter((mg.randn(max_len, d_model, dtype=dtype, device=device) * float(std)).data)
 
     def forward(self, x, offset=0):
         T = x.shape[-2]

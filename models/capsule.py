@@ -9,8 +9,9 @@ with ⟨û, s/‖s‖⟩ and squashes only the output, as the fixed-point iterat
 import math
 
 import minigrad as mg
+from minigrad.aliases import torch_names
 from minigrad import backend
-from minigrad.core import Function, Tensor, as_tensor
+from minigrad.core import Function, Tensor, as_tensor, on_inputs_device
 from minigrad.forward_ad import raw_tangent
 from minigrad.nn import Module, Parameter
 
@@ -79,6 +80,7 @@ class Squash(Function):
         return raw_tangent(self, _squash_backward(x.data, tx.data, self.c, self.eps, self.axis), x, tx)
 
 
+@torch_names
 def squash(x, axis=-1, eps=EPS, c=1.0):
     """‖x‖²/(c+‖x‖²) · x/‖x‖ (Sabour: c = 1, Su: c = 0.5). ``eps`` only guards the division by ‖x‖
     (written x·q/((c+q)√(q+ε))), so value and gradient are 0 at x = 0 and the value is exact elsewhere."""
@@ -86,13 +88,15 @@ def squash(x, axis=-1, eps=EPS, c=1.0):
     c, eps = _check_squash_args(c, eps)
     if x.ndim == 0:
         raise ValueError("squash: x needs at least one axis (the capsule dimension)")
-    return Squash(axis % x.ndim, c, eps)(x)
+    return Squash(backend.normalize_axis(axis, x.ndim, "squash"), c, eps)(x)
 
 
+@torch_names
 def squash_composed(x, axis=-1, eps=EPS, c=1.0):
     """The same map from minigrad ops (reference; differentiable to any order)."""
     x = as_tensor(x)
     c, eps = _check_squash_args(c, eps)
+    backend.normalize_axis(axis, x.ndim, "squash_composed")
     q = mg.sum(x * x, axis=axis, keepdims=True)
     return x * (q / ((q + c) * mg.sqrt(q + eps)))
 
@@ -267,6 +271,7 @@ def capsule_lengths(v):
     return mg.norm(as_tensor(v), axis=-1)
 
 
+@on_inputs_device
 def capsule_margin_loss(lengths, targets, m_plus=0.9, m_minus=0.1, lam=0.5, reduction="mean"):
     """Σ_k T_k·max(0, m⁺ − ‖v_k‖)² + λ(1 − T_k)·max(0, ‖v_k‖ − m⁻)², averaged over the batch.
 

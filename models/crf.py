@@ -14,7 +14,7 @@ fall back to an exact log-domain step when a sum underflows (scores of ±1e4 sta
 Derivation: docs/derivations/crf.md. Tests: tests/models/test_crf.py.
 """
 from minigrad import backend
-from minigrad.core import Function, Tensor, as_tensor, no_grad
+from minigrad.core import Function, Tensor, as_tensor, no_grad, on_inputs_device
 from minigrad.forward_ad import raw_tangent
 from minigrad.ops.reduction import _quiet  # silences NumPy for the intended log(0) = −inf
 import minigrad as mg
@@ -163,20 +163,28 @@ def _marginal_grads(h, g, s, e, mask, alpha, logz, w):
         else:
             S[:, t], M[:, t] = St, mt
         beta[:, t - 1] = xp.where(mask[:, t, None], b, beta[:, t])
-    lz = logz[:, None, None]
     with _quiet(xp):
-        node = xp.exp(alpha + beta - lz)  # P(y_t = j); on padding it repeats the last step's marginal
+        # P(y_t = j) = exp(α_t(j) + β_t(j) − log Z), with log Z taken per step as logsumexp_j(α_t + β_t) (equal
+        # in exact arithmetic): α, β and log Z all grow like T·|logits| and the difference of the global log Z
+        # would cancel catastrophically (float32 at logits ~1e4, float64 at ~1e30); the local one does not.
+        # On padding the step repeats the last step's marginal.
+        v = alpha + beta
+        node = xp.exp(v - _logsumexp(v, axis=2)[:, :, None])
         on = (mask[:, 1:] * w[:, None])[:, :, None]  # pairs (t−1, t) count only inside the sequence
         # P(y_{t-1}=i, y_t=j) = P(y_{t-1}=i) / S_t(i) · E_ji · exp(U_t(j) − m_t): summed over b, t by one matmul
         Q = (node[:, :-1] * on / S[:, 1:]).reshape(-1, K)
         W = xp.exp(U[:, 1:] - M[:, 1:]).reshape(-1, K)
         W[~xp.isfinite(W)] = 0  # steps taken exactly have S = inf, so Q = 0 there
         gg = (E * (xp.ascontiguousarray(W.T) @ Q)).T  # a transposed operand can be slow in threaded BLAS
-        for t in exact:  # pair marginals of these steps in the log domain
-            pair = xp.exp(alpha[:, t - 1, :, None] + g + U[:, t, None, :] - lz)
+        for t in exact:  # pair marginals of these steps in the log domain, normalised per step as above
+            x = alpha[:, t - 1, :, None] + g + U[:, t, None, :]
+            pair = xp.exp(x - _logsumexp(x.reshape(B, K * K), axis=1)[:, None, None])
             gg += xp.where(on[:, t - 1, :, None] != 0, pair * on[:, t - 1, :, None], 0).sum(axis=0)
     wn = node * (w[:, None, None] * mask[:, :, None])
-    return wn, gg, wn[:, 0].sum(axis=0), (xp.exp(alpha[:, T - 1] + e - lz[:, 0]) * w[:, None]).sum(axis=0)
+    last = alpha[:, T - 1] + e
+    with _quiet(xp):
+        ends = xp.exp(last - _logsumexp(last, axis=1)[:, None])
+    return wn, gg, wn[:, 0].sum(axis=0), (ends * w[:, None]).sum(axis=0)
 
 
 class LogPartition(Function):
@@ -213,20 +221,27 @@ class LogPartition(Function):
         return raw_tangent(self, tz, *self.inputs, *tangents)
 
 
+@on_inputs_device
 def crf_log_partition(emissions, transitions, mask=None, start=None, end=None):
     """log Σ_y exp score(y) per sequence, shape (B,): one Function with an analytic backward."""
     h, g, s, e, m = _check("crf_log_partition", emissions, transitions, mask, start, end)
+    if h.shape[0] == 0:  # an empty batch: an empty result, zero gradients (the recursion needs a row)
+        return mg.sum(h, axis=(1, 2)) + (mg.sum(g) + mg.sum(s) + mg.sum(e)) * 0.0
     return LogPartition(m)(h, g, s, e)
 
 
+@on_inputs_device
 def crf_marginals(emissions, transitions, mask=None, start=None, end=None):
     """Tag marginals P(y_t = j | x) (B, T, K), zero on padding: the gradient of log Z w.r.t. the emissions."""
     h, g, s, e, m = _check("crf_marginals", emissions, transitions, mask, start, end)
+    if h.shape[0] == 0:
+        return Tensor(h.xp.zeros(h.shape, h.dtype))
     alpha, logz = _alphas(h.data, g.data, s.data, e.data, m)
     w = h.xp.ones_like(logz)
     return Tensor(_marginal_grads(h.data, g.data, s.data, e.data, m, alpha, logz, w)[0])
 
 
+@on_inputs_device
 def crf_log_partition_composed(emissions, transitions, mask=None, start=None, end=None):
     """The same log Z from minigrad primitives (logsumexp per step): autograd derives the backward."""
     h, g, s, e, m = _check("crf_log_partition_composed", emissions, transitions, mask, start, end)
@@ -237,6 +252,7 @@ def crf_log_partition_composed(emissions, transitions, mask=None, start=None, en
     return mg.logsumexp(alpha + e, axis=1)
 
 
+@on_inputs_device
 def crf_path_score(emissions, tags, transitions, mask=None, start=None, end=None):
     """score(y) (B,) of the given tag paths, from indexing ops (differentiable)."""
     h, g, s, e, m = _check("crf_path_score", emissions, transitions, mask, start, end)
@@ -276,6 +292,7 @@ def _constraint(name, arg, allowed, shape, like):
     return a
 
 
+@on_inputs_device
 def viterbi_decode(emissions, transitions, mask=None, start=None, end=None, allowed=None, allowed_start=None,
                    allowed_end=None):
     """Best tag paths (B, T) int64 (−1 on padding) and their scores (B,), vectorised over the batch.

@@ -12,7 +12,7 @@ import math
 from collections import namedtuple
 
 from minigrad import backend, nn
-from minigrad.core import Function, Tensor, as_tensor, enable_grad, grad, no_grad
+from minigrad.core import Function, Tensor, as_tensor, enable_grad, grad, no_grad, on_inputs_device
 from minigrad.creation import randn, zeros
 from minigrad.ops import relu, softplus, sqrt, stack, unsqueeze, sum as _sum
 
@@ -157,6 +157,7 @@ def r2_penalty(discriminator, fake):
     return _squared_norms(input_gradient(discriminator, fake)).mean()
 
 
+@on_inputs_device
 def interpolate(real, fake, alpha=None):
     """x̂ = α·real + (1 − α)·fake with one α ~ U(0, 1) per sample (drawn from the seeded generator when None)."""
     real, fake = as_tensor(real), as_tensor(fake)

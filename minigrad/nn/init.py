@@ -3,6 +3,7 @@ its device (``mg.manual_seed`` makes them repeat) and returns it."""
 import math
 
 from minigrad import backend
+from minigrad.core import on_inputs_device
 
 
 def calculate_gain(nonlinearity, param=None):
@@ -40,6 +41,7 @@ def _fan(tensor, mode):
 
 def _fill(tensor, values):
     tensor.data[...] = values.astype(tensor.dtype, copy=False)
+    tensor._version += 1
     return tensor
 
 
@@ -47,14 +49,17 @@ def _gen(tensor):
     return backend.generator(tensor.device)
 
 
+@on_inputs_device
 def uniform_(tensor, a=0.0, b=1.0):
     return _fill(tensor, _gen(tensor).random(tensor.shape) * (b - a) + a)
 
 
+@on_inputs_device
 def normal_(tensor, mean=0.0, std=1.0):
     return _fill(tensor, _gen(tensor).standard_normal(tensor.shape) * std + mean)
 
 
+@on_inputs_device
 def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0):
     """Normal values redrawn until they fall in [a, b]."""
     xp = tensor.xp
@@ -66,19 +71,24 @@ def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0):
     return _fill(tensor, v)
 
 
+@on_inputs_device
 def constant_(tensor, val):
     tensor.data[...] = val
+    tensor._version += 1
     return tensor
 
 
+@on_inputs_device
 def zeros_(tensor):
     return constant_(tensor, 0)
 
 
+@on_inputs_device
 def ones_(tensor):
     return constant_(tensor, 1)
 
 
+@on_inputs_device
 def eye_(tensor):
     if tensor.ndim != 2:
         raise ValueError(f"eye_ needs a 2-D tensor, got shape {tensor.shape}")
@@ -107,6 +117,7 @@ def kaiming_normal_(tensor, a=0.0, mode="fan_in", nonlinearity="leaky_relu"):
     return normal_(tensor, 0.0, calculate_gain(nonlinearity, a) / math.sqrt(_fan(tensor, mode)))
 
 
+@on_inputs_device
 def orthogonal_(tensor, gain=1.0):
     """A (semi-)orthogonal matrix (rows × the product of the other axes) from the QR of a Gaussian one."""
     if tensor.ndim < 2:

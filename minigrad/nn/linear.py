@@ -16,7 +16,8 @@ def _parameter(shape, device=None, dtype=None):
 
 def _zeros(shape, device=None, dtype=None):
     data = backend.asarray(0.0, dtype=dtype or backend.DEFAULT_FLOAT, device=device or "cpu")
-    return Tensor(backend.get_array_module(data).zeros(tuple(shape), dtype=data.dtype))
+    with backend.device_scope(data):  # on ``device``, not on the current GPU
+        return Tensor(backend.get_array_module(data).zeros(tuple(shape), dtype=data.dtype))
 
 
 def _default_init(weight, bias):
@@ -89,7 +90,7 @@ class Unflatten(Module):
 
     def forward(self, input):
         x = as_tensor(input)
-        d = self.dim % x.ndim
+        d = backend.normalize_axis(self.dim, x.ndim, "Unflatten", "dim")
         size = math.prod(self.unflattened_size)
         if -1 not in self.unflattened_size and size != x.shape[d]:
             raise ValueError(f"Unflatten(dim={self.dim}, unflattened_size={self.unflattened_size}): axis {d} of the "

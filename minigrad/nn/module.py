@@ -73,7 +73,11 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__}.forward is not written")
 
     def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
+        first = next((a for a in args if isinstance(a, Tensor)), None)
+        if first is None or first.data.__class__ is backend.np.ndarray or not backend.multi_device:
+            return self.forward(*args, **kwargs)
+        with backend.device_scope(first.data):  # helper arrays (zero states, masks) on the input's device
+            return self.forward(*args, **kwargs)
 
     # ---- traversal ------------------------------------------------------------------------------------------
     def children(self):
@@ -177,7 +181,8 @@ class Module:
                                  f"in the state but {tuple(target.shape)} in the module")
             updates.append((target, value))
         for target, value in updates:
-            target.data = backend.to_device(value, target.device).astype(target.dtype, copy=True)
+            target.data = backend.copy_array(backend.to_device(value, target.device), target.dtype)
+            target._version += 1
         return missing, unexpected
 
     # ---- printing -------------------------------------------------------------------------------------------

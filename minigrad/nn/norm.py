@@ -92,9 +92,10 @@ class _BatchNorm(Module):
 
     def reset_running_stats(self):
         if self.track_running_stats:
-            self.running_mean.data[...] = 0
-            self.running_var.data[...] = 1
-            self.num_batches_tracked.data[...] = 0
+            with backend.device_scope(self.running_mean.data):
+                self.running_mean.data[...] = 0
+                self.running_var.data[...] = 1
+                self.num_batches_tracked.data[...] = 0
 
     def reset_parameters(self):
         self.reset_running_stats()

@@ -23,6 +23,11 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     if not params:
         return Tensor(backend.np.zeros((), backend.DEFAULT_FLOAT))
     grads = [p.grad.data for p in params]
+    with backend.device_scope(grads[0]):
+        return _clip_grad_norm(params, grads, float(max_norm), norm_type, error_if_nonfinite)
+
+
+def _clip_grad_norm(params, grads, max_norm, norm_type, error_if_nonfinite):
     xp = backend.get_array_module(grads[0])
     if norm_type == math.inf:
         total = xp.max(xp.stack([xp.abs(g).max() for g in grads]))
@@ -33,7 +38,7 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     if error_if_nonfinite and not bool(xp.isfinite(total)):
         raise RuntimeError(f"clip_grad_norm_: the total {norm_type}-norm of the gradients is {float(total)}; "
                            "pass error_if_nonfinite=False to clip anyway")
-    coef = xp.minimum(float(max_norm) / (total + 1e-6), 1.0)
+    coef = xp.minimum(max_norm / (total + 1e-6), 1.0)
     if bool(coef >= 1.0):  # nothing to clip: spare a pass over every gradient (a NaN coef still spreads)
         return Tensor(total)
     for p, g in zip(params, grads):
@@ -46,7 +51,8 @@ def clip_grad_value_(parameters, clip_value):
     v = float(clip_value)
     for p in _with_grads(parameters):
         xp = backend.get_array_module(p.grad.data)
-        p.grad = Tensor(xp.asarray(xp.clip(p.grad.data, -v, v)))
+        with backend.device_scope(p.grad.data):
+            p.grad = Tensor(xp.asarray(xp.clip(p.grad.data, -v, v)))
 
 
 def parameters_to_vector(parameters):
@@ -65,4 +71,5 @@ def vector_to_parameters(vec, parameters):
     for p in parameters:
         n = p.data.size
         p.data = data[start:start + n].reshape(p.shape).astype(p.dtype, copy=True)
+        p._version += 1
         start += n

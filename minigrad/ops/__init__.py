@@ -1,9 +1,9 @@
 """Every differentiable op, and the Tensor operators and methods that call them."""
-from minigrad.core import Tensor
+from minigrad.core import Tensor, on_inputs_device
 from minigrad.ops.arithmetic import add, div, mul, neg, pow, sub
 from minigrad.ops.elementwise import (abs, clamp, clip, cos, elu, erf, exp, gelu, leaky_relu, log, maximum,
                                       minimum, relu, sigmoid, sign, sin, softplus, sqrt, tanh, where)
-from minigrad.ops.linalg import einsum, matmul
+from minigrad.ops.linalg import dot, einsum, matmul
 from minigrad.ops.nn import (binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, l1_loss,
                              log_softmax, mse_loss, nll_loss, softmax)
 from minigrad.ops.reduction import argmax, argmin, logsumexp, max, mean, min, norm, std, sum, var
@@ -13,6 +13,7 @@ from minigrad.ops.shape import (astype, broadcast_to, cat, concatenate, expand, 
 
 
 def _compare(op):
+    @on_inputs_device
     def method(self, other):
         other = other.data if isinstance(other, Tensor) else other
         return Tensor(self.xp.asarray(op(self.data, other)))
@@ -31,7 +32,7 @@ _methods = {
     "__eq__": _compare(lambda a, b: a == b), "__ne__": _compare(lambda a, b: a != b),
     "__lt__": _compare(lambda a, b: a < b), "__le__": _compare(lambda a, b: a <= b),
     "__gt__": _compare(lambda a, b: a > b), "__ge__": _compare(lambda a, b: a >= b),
-    "__invert__": lambda a: Tensor(~a.data),
+    "__invert__": on_inputs_device(lambda a: Tensor(~a.data)),
     "__and__": _compare(lambda a, b: a & b), "__or__": _compare(lambda a, b: a | b),
     "exp": exp, "log": log, "sqrt": sqrt, "abs": abs, "sin": sin, "cos": cos, "tanh": tanh,
     "sigmoid": sigmoid, "relu": relu, "clip": clip, "clamp": clip, "sign": sign,
@@ -40,7 +41,7 @@ _methods = {
     "softmax": softmax, "log_softmax": log_softmax,
     "reshape": reshape, "view": reshape, "transpose": transpose, "permute": permute, "swapaxes": swapaxes,
     "broadcast_to": broadcast_to, "expand": broadcast_to, "squeeze": squeeze, "unsqueeze": unsqueeze,
-    "flatten": flatten, "astype": astype, "sum_to": sum_to, "matmul": matmul,
+    "flatten": flatten, "astype": astype, "sum_to": sum_to, "matmul": matmul, "dot": dot,
     "float": lambda a: astype(a, "float32"), "double": lambda a: astype(a, "float64"),
     "long": lambda a: astype(a, "int64"),
 }

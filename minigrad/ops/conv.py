@@ -12,10 +12,13 @@ from minigrad.core import Function, as_tensor
 from minigrad.ops.shape import add_tangents, reshape, squeeze, unsqueeze
 
 
-def _pair(v, name, fn):
+def _pair(v, name, fn, low=None):
+    """``v`` as a pair of ints; with ``low``, each at least ``low`` (stride and dilation: 1)."""
     v = (v, v) if isinstance(v, int) else tuple(v)
     if len(v) != 2 or not all(isinstance(a, int) for a in v):
         raise ValueError(f"{fn}: {name} must be an int or a pair of ints, got {v!r}")
+    if low is not None and min(v) < low:
+        raise ValueError(f"{fn}: {name} must be >= {low}, got {v!r}")
     return v
 
 
@@ -228,7 +231,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     x, unbatched = _unbatched(input, 4)
     w = as_tensor(weight)
     _check("conv2d", x, w, groups)
-    stride, dilation = _pair(stride, "stride", "conv2d"), _pair(dilation, "dilation", "conv2d")
+    stride, dilation = _pair(stride, "stride", "conv2d", 1), _pair(dilation, "dilation", "conv2d", 1)
     g = Geometry(stride, _padding(padding, w.shape[2:], dilation, stride, "conv2d"), dilation, groups)
     ho, wo = g.out_size(x.shape[2:], w.shape[2:])
     if ho < 1 or wo < 1:
@@ -248,8 +251,9 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     x, unbatched = _unbatched(input, 4)
     w = as_tensor(weight)
     _check("conv_transpose2d", x, w, groups, transposed=True)
-    stride, dilation = _pair(stride, "stride", "conv_transpose2d"), _pair(dilation, "dilation", "conv_transpose2d")
-    padding = _pair(padding, "padding", "conv_transpose2d")
+    stride = _pair(stride, "stride", "conv_transpose2d", 1)
+    dilation = _pair(dilation, "dilation", "conv_transpose2d", 1)
+    padding = _pair(padding, "padding", "conv_transpose2d", 0)
     op = _pair(output_padding, "output_padding", "conv_transpose2d")
     if any(o >= max(s, d) or o < 0 for o, s, d in zip(op, stride, dilation)):
         raise ValueError(f"conv_transpose2d: output_padding {op} must be smaller than stride {stride} or dilation "
@@ -263,10 +267,12 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     return squeeze(y, 0) if unbatched else y
 
 
-def _one(v, name, fn):
+def _one(v, name, fn, low=None):
     v = v if isinstance(v, int) else (v[0] if isinstance(v, (tuple, list)) and len(v) == 1 else v)
     if not isinstance(v, int):
         raise ValueError(f"{fn}: {name} must be an int, got {v!r}")
+    if low is not None and v < low:
+        raise ValueError(f"{fn}: {name} must be >= {low}, got {v!r}")
     return v
 
 
@@ -277,8 +283,8 @@ def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     if x.ndim != 3 or w.ndim != 3:
         raise ValueError(f"conv1d: input must be 3-D (N, C, L) or 2-D (C, L) and weight 3-D (out_channels, "
                          f"in_channels/groups, k); got shapes {tuple(as_tensor(input).shape)} and {w.shape}")
-    pad = padding if isinstance(padding, str) else (0, _one(padding, "padding", "conv1d"))
-    y = conv2d(unsqueeze(x, 2), unsqueeze(w, 2), None, (1, _one(stride, "stride", "conv1d")), pad,
-               (1, _one(dilation, "dilation", "conv1d")), groups)
+    pad = padding if isinstance(padding, str) else (0, _one(padding, "padding", "conv1d", 0))
+    y = conv2d(unsqueeze(x, 2), unsqueeze(w, 2), None, (1, _one(stride, "stride", "conv1d", 1)), pad,
+               (1, _one(dilation, "dilation", "conv1d", 1)), groups)
     y = _add_bias(squeeze(y, 2), bias, "conv1d")
     return squeeze(y, 0) if unbatched else y

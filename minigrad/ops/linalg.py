@@ -1,4 +1,5 @@
 """Matrix products: batched, broadcasting ``matmul`` and ``einsum`` for what matmul cannot say."""
+import math
 import string
 
 from minigrad import backend
@@ -17,7 +18,8 @@ class MatMul(Function):
 
     def forward(self, a, b):
         if a.ndim > 2 and b.ndim == 2:  # one BLAS product over the stacked rows, not a loop over the batch
-            return _xp(a).matmul(a.reshape(-1, a.shape[-1]), b).reshape(a.shape[:-1] + (b.shape[-1],))
+            rows = math.prod(a.shape[:-1])  # not -1: that cannot be inferred when an axis is empty
+            return _xp(a).matmul(a.reshape(rows, a.shape[-1]), b).reshape(a.shape[:-1] + (b.shape[-1],))
         return _xp(a).matmul(a, b)
 
     def backward(self, gy):
@@ -25,7 +27,8 @@ class MatMul(Function):
         ga = sum_to(MatMul()(gy, swapaxes(b, -1, -2)), a.shape) if a._requires_grad else None
         gb = None
         if b._requires_grad and b.ndim == 2 and a.ndim > 2:  # a weight shared by a batch: one big product
-            gb = MatMul()(swapaxes(reshape(a, (-1, a.shape[-1])), 0, 1), reshape(gy, (-1, gy.shape[-1])))
+            rows = math.prod(a.shape[:-1])
+            gb = MatMul()(swapaxes(reshape(a, (rows, a.shape[-1])), 0, 1), reshape(gy, (rows, gy.shape[-1])))
         elif b._requires_grad:
             gb = sum_to(MatMul()(swapaxes(a, -1, -2), gy), b.shape)
         return ga, gb
@@ -33,6 +36,14 @@ class MatMul(Function):
     def jvp(self, ta, tb):
         a, b = self.inputs
         return add_tangents(None if ta is None else MatMul()(ta, b), None if tb is None else MatMul()(a, tb))
+
+
+def _check_batch_shapes(sa, sb, a_shape, b_shape):
+    """The batch axes (all but the last two) must broadcast: a clear error instead of NumPy's internal one."""
+    for x, y in zip(reversed(sa), reversed(sb)):
+        if x != y and x != 1 and y != 1:
+            raise ValueError(f"matmul: batch shapes {tuple(sa)} and {tuple(sb)} of operands {a_shape} and {b_shape} "
+                             "do not broadcast")
 
 
 def matmul(a, b):
@@ -44,16 +55,26 @@ def matmul(a, b):
     if a.shape[-1] != b.shape[-2 if b.ndim > 1 else 0]:
         raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not align "
                          f"({a.shape[-1]} != {b.shape[-2 if b.ndim > 1 else 0]})")
+    _check_batch_shapes(a.shape[:-2], b.shape[:-2], a.shape, b.shape)
     if a.ndim >= 2 and b.ndim >= 2:
         return MatMul()(a, b)
     a2 = reshape(a, (1,) + a.shape) if a.ndim == 1 else a
     b2 = reshape(b, b.shape + (1,)) if b.ndim == 1 else b
     y = MatMul()(a2, b2)
+    if a.ndim == 1:  # drop the prepended axis first, so that 1-D @ 1-D ends with shape ()
+        y = reshape(y, y.shape[:-2] + y.shape[-1:])
     if b.ndim == 1:
         y = reshape(y, y.shape[:-1])
-    if a.ndim == 1:
-        y = reshape(y, y.shape[:-2] + y.shape[-1:])
     return y
+
+
+def dot(a, b):
+    """PyTorch's ``dot``: the inner product of two 1-D tensors of equal length, a 0-d tensor."""
+    from minigrad.ops.arithmetic import _pair
+    a, b = _pair(a, b)
+    if a.ndim != 1 or b.ndim != 1 or a.shape != b.shape:
+        raise ValueError(f"dot: needs two 1-D tensors of the same length, got shapes {a.shape} and {b.shape}")
+    return matmul(a, b)
 
 
 class Linear(Function):

@@ -1,7 +1,9 @@
 """Softmax family and losses. Losses follow PyTorch's defaults (``reduction="mean"``)."""
+from minigrad.aliases import torch_names
 from minigrad import backend
-from minigrad.core import Function, Tensor, as_tensor
+from minigrad.core import Function, Tensor, as_tensor, on_inputs_device
 from minigrad.ops.reduction import _axes, _quiet, mean, sum
+from minigrad.ops.shape import add_tangents
 from minigrad.ops.elementwise import exp, softplus
 
 
@@ -20,9 +22,11 @@ class Softmax(Function):
 
     def forward(self, x):
         xp = _xp(x)
+        if x.size == 0:  # nothing to normalise (and max of an empty axis has no identity)
+            return xp.empty_like(x)
         m = x.max(axis=self.axis, keepdims=True)
-        e = xp.exp(x - xp.where(xp.isfinite(m), m, 0))
-        with _quiet(xp):
+        with _quiet(xp):  # shift by the max as it is: a row holding +inf or NaN, or all −inf, is NaN (PyTorch)
+            e = xp.exp(x - m)
             return e / e.sum(axis=self.axis, keepdims=True)
 
     def backward(self, gy):
@@ -45,9 +49,10 @@ class LogSoftmax(Function):
 
     def forward(self, x):
         xp = _xp(x)
+        if x.size == 0:
+            return xp.empty_like(x)
         m = x.max(axis=self.axis, keepdims=True)
-        m = xp.where(xp.isfinite(m), m, 0)
-        with _quiet(xp):
+        with _quiet(xp):  # as Softmax: rows with +inf or NaN, or all −inf, are NaN (PyTorch)
             return x - (xp.log(xp.exp(x - m).sum(axis=self.axis, keepdims=True)) + m)
 
     def backward(self, gy):
@@ -57,14 +62,16 @@ class LogSoftmax(Function):
         return tx - sum(exp(self.output()) * tx, self.axis, keepdims=True)
 
 
+@torch_names
 def softmax(x, axis=-1):
     x = as_tensor(x)
-    return Softmax(_axes(axis, x.ndim))(x)
+    return Softmax(_axes(axis, x.ndim, "softmax"))(x)
 
 
+@torch_names
 def log_softmax(x, axis=-1):
     x = as_tensor(x)
-    return LogSoftmax(_axes(axis, x.ndim))(x)
+    return LogSoftmax(_axes(axis, x.ndim, "log_softmax"))(x)
 
 
 def _reduce(loss, reduction, name):
@@ -87,6 +94,7 @@ def cross_entropy(logits, target, reduction="mean", ignore_index=-100, label_smo
     return nll_loss(lp, target, reduction, ignore_index, label_smoothing, weight)
 
 
+@on_inputs_device
 def nll_loss(log_probs, target, reduction="mean", ignore_index=-100, label_smoothing=0.0, weight=None):
     """Negative log-likelihood of targets given log-probabilities ``(N, C, …)``: −Σ_c q_c log p_c, where q is
     the one-hot target (rows equal to ``ignore_index`` are all-zero), smoothed towards 1/C and weighted."""
@@ -119,10 +127,18 @@ def nll_loss(log_probs, target, reduction="mean", ignore_index=-100, label_smoot
     if weight is not None:
         w = as_tensor(weight, lp).data.astype(lp.dtype)
         q = q * w.reshape((C,) + (1,) * (lp.ndim - caxis - 1))
+    if valid is None and isinstance(target, Tensor) and target.requires_grad:
+        qt = target if not label_smoothing else target * (1 - label_smoothing) + label_smoothing / C
+        if weight is not None:  # probability targets that require grad get ∂/∂q = −log p (PyTorch does too)
+            qt = qt * Tensor(w.reshape((C,) + (1,) * (lp.ndim - caxis - 1)))
+        loss = -sum(lp * qt, axis=caxis)
+        return _reduce(loss, reduction, "cross_entropy")
     loss = -sum(lp * Tensor(q.astype(lp.dtype, copy=False)), axis=caxis)
     if reduction == "mean" and valid is not None:
-        denom = valid.sum() if weight is None else (w[safe] * valid).sum()
-        return sum(loss) * (1.0 / float(denom))
+        denom = float(valid.sum() if weight is None else (w[safe] * valid).sum())
+        if not denom:  # every target ignored, or an empty batch: NaN as in PyTorch, with zero gradients
+            return sum(loss) + float("nan")
+        return sum(loss) * (1.0 / denom)
     return _reduce(loss, reduction, "cross_entropy")
 
 
@@ -141,13 +157,49 @@ def binary_cross_entropy_with_logits(logits, target, reduction="mean", pos_weigh
     return _reduce(loss, reduction, "binary_cross_entropy_with_logits")
 
 
-def binary_cross_entropy(probs, target, reduction="mean", eps=1e-12):
-    """BCE on probabilities (clipped away from 0 and 1 by ``eps``)."""
-    from minigrad.ops.elementwise import clip, log
+class BinaryCrossEntropy(Function):
+    """ℓ = −[t·max(log p, −100) + (1−t)·max(log(1−p), −100)] element-wise, PyTorch's clamp of the log, so p = 0
+    or 1 gives a finite loss. ∂p = (p − t) / max(p(1−p), 1e-12) (PyTorch's), ∂t = log(1−p) − log p (clamped)."""
+
+    def forward(self, p, t):
+        xp = _xp(p)
+        with _quiet(xp):
+            lp, l1p = xp.maximum(xp.log(p), -100), xp.maximum(xp.log1p(-p), -100)
+        return -(t * lp + (1 - t) * l1p)
+
+    def backward(self, gy):
+        from minigrad.ops.elementwise import log, maximum
+        p, t = self.inputs
+        gp = gy * (p - t) / maximum(p * (1 - p), 1e-12) if p._requires_grad else None
+        gt = None
+        if t._requires_grad:
+            with _quiet(p.xp):
+                gt = gy * (maximum(log(1 - p), -100.0) - maximum(log(p), -100.0))
+        return gp, gt
+
+    def jvp(self, tp, tt):
+        from minigrad.ops.elementwise import log, maximum
+        p, t = self.inputs
+        with _quiet(p.xp):
+            return add_tangents(None if tp is None else tp * (p - t) / maximum(p * (1 - p), 1e-12),
+                                None if tt is None else tt * (maximum(log(1 - p), -100.0) - maximum(log(p), -100.0)))
+
+
+def binary_cross_entropy(probs, target, reduction="mean", weight=None):
+    """BCE on probabilities in [0, 1] (PyTorch's: logs clamped at −100, inputs outside [0, 1] rejected)."""
     probs = as_tensor(probs)
     target = as_tensor(target, probs)
-    p = clip(probs, eps, 1 - eps)
-    return _reduce(-(target * log(p) + (1 - target) * log(1 - p)), reduction, "binary_cross_entropy")
+    if target.shape != probs.shape:
+        raise ValueError(f"binary_cross_entropy: target shape {target.shape} != input shape {probs.shape}")
+    if probs.size:
+        lo, hi = float(probs.data.min()), float(probs.data.max())
+        if not (lo >= 0 and hi <= 1):  # NaN fails too
+            raise ValueError(f"binary_cross_entropy: every element of input must lie in [0, 1] (probabilities; "
+                             f"use binary_cross_entropy_with_logits for logits), got values in [{lo}, {hi}]")
+    loss = BinaryCrossEntropy()(probs, target)
+    if weight is not None:
+        loss = loss * as_tensor(weight, probs)
+    return _reduce(loss, reduction, "binary_cross_entropy")
 
 
 def mse_loss(input, target, reduction="mean"):

@@ -72,9 +72,14 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     stat_shape = (1, c) + (1,) * (x.ndim - 2)
     if training or running_mean is None or running_var is None:
         axes = (0,) + tuple(range(2, x.ndim))
-        n = x.size // c
-        if training and n <= 1:
+        n = x.size // c if c else 0
+        if training and n == 1:
             raise ValueError(f"batch_norm: training needs more than 1 value per channel, got input {x.shape}")
+        if x.size == 0:  # an empty batch: an empty output, running statistics untouched (as PyTorch)
+            y = x * 0.0
+            if weight is not None:
+                y = y * reshape(weight, stat_shape)
+            return y if bias is None else y + reshape(bias, stat_shape)
         y, mu, var = _normalize(x, axes, eps)
         if training and running_mean is not None:
             m = float(momentum)

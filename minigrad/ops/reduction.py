@@ -1,6 +1,7 @@
 """Reductions with NumPy's ``axis=``/``keepdims=``: sum, mean, max, min, var, std, logsumexp, norm."""
+from minigrad.aliases import torch_names
 from minigrad import backend
-from minigrad.core import Function, Tensor, as_tensor
+from minigrad.core import Function, Tensor, as_tensor, on_inputs_device
 from minigrad.ops.shape import broadcast_to, reshape
 
 
@@ -8,11 +9,9 @@ def _xp(a):
     return backend.get_array_module(a)
 
 
-def _axes(axis, ndim):
-    if axis is None:
-        return tuple(range(ndim))
-    axes = (axis,) if isinstance(axis, int) else tuple(axis)
-    return tuple(sorted(a % ndim for a in axes)) if ndim else ()
+def _axes(axis, ndim, fn="reduction"):
+    """The reduced axes as a sorted tuple, validated (IndexError for an axis out of range)."""
+    return backend.normalize_axes(axis, ndim, fn)
 
 
 def _keep_shape(shape, axes):
@@ -63,7 +62,11 @@ class Max(Function):
         y = self.output().data
         if not self.keepdims:
             y = y.reshape(_keep_shape(self.in_shape, self.axes))
-        hit = (x == y).astype(gy.dtype)
+        hit = x == y
+        if y.dtype.kind == "f":  # a NaN maximum routes the gradient to the NaN element(s), as in PyTorch
+            xp = _xp(x)
+            hit |= xp.isnan(x) & xp.isnan(y)
+        hit = hit.astype(gy.dtype)
         weight = Tensor(hit / hit.sum(axis=self.axes, keepdims=True))
         return _expand(gy, self.in_shape, self.axes, self.keepdims) * weight
 
@@ -123,35 +126,40 @@ class _quiet:
             self.np.seterr(**self.saved)
 
 
+@torch_names
 def sum(x, axis=None, keepdims=False):
     x = as_tensor(x)
-    return Sum(_axes(axis, x.ndim), keepdims)(x)
+    return Sum(_axes(axis, x.ndim, "sum"), keepdims)(x)
 
 
+@torch_names
 def mean(x, axis=None, keepdims=False):
     x = as_tensor(x)
-    axes = _axes(axis, x.ndim)
+    axes = _axes(axis, x.ndim, "mean")
     n = 1
     for a in axes:
         n *= x.shape[a]
     return sum(x, axes, keepdims) * (1.0 / n if n else float("nan"))
 
 
+@torch_names
 def max(x, axis=None, keepdims=False):
     """Largest values (NumPy's ``max``: values only; use ``argmax`` for indices)."""
     x = as_tensor(x)
-    return Max(_axes(axis, x.ndim), keepdims, "max")(x)
+    return Max(_axes(axis, x.ndim, "max"), keepdims, "max")(x)
 
 
+@torch_names
 def min(x, axis=None, keepdims=False):
     x = as_tensor(x)
-    return Max(_axes(axis, x.ndim), keepdims, "min")(x)
+    return Max(_axes(axis, x.ndim, "min"), keepdims, "min")(x)
 
 
+@torch_names
 def var(x, axis=None, keepdims=False, ddof=0):
     """Variance with NumPy's ``ddof`` (0 = population variance)."""
     x = as_tensor(x)
-    axes = _axes(axis, x.ndim)
+    axes = _axes(axis, x.ndim, "var")
     n = 1
     for a in axes:
         n *= x.shape[a]
@@ -159,24 +167,32 @@ def var(x, axis=None, keepdims=False, ddof=0):
     return sum(d * d, axes, keepdims) * (1.0 / (n - ddof) if n > ddof else float("nan"))
 
 
+@torch_names
 def std(x, axis=None, keepdims=False, ddof=0):
     from minigrad.ops.elementwise import sqrt
     return sqrt(var(x, axis, keepdims, ddof))
 
 
+@torch_names
 def logsumexp(x, axis=None, keepdims=False):
     x = as_tensor(x)
-    return LogSumExp(_axes(axis, x.ndim), keepdims)(x)
+    return LogSumExp(_axes(axis, x.ndim, "logsumexp"), keepdims)(x)
 
 
+@torch_names
+@on_inputs_device
 def argmax(x, axis=None, keepdims=False):
     """Indices of the maxima (an integer tensor, no gradient)."""
     x = as_tensor(x)
+    axis = None if axis is None else backend.normalize_axis(axis, x.ndim, "argmax")
     return Tensor(_xp(x.data).argmax(x.data, axis=axis, keepdims=keepdims))
 
 
+@torch_names
+@on_inputs_device
 def argmin(x, axis=None, keepdims=False):
     x = as_tensor(x)
+    axis = None if axis is None else backend.normalize_axis(axis, x.ndim, "argmin")
     return Tensor(_xp(x.data).argmin(x.data, axis=axis, keepdims=keepdims))
 
 
@@ -209,11 +225,12 @@ class Norm2(Function):
         return where(zero, 0.0, Sum(self.axes, self.keepdims)(self.inputs[0] * tx) / where(zero, 1.0, y))
 
 
+@torch_names
 def norm(x, ord=2, axis=None, keepdims=False):
     """Vector p-norm over ``axis`` (all elements by default): ord 2, 1, inf, -inf or any p > 0."""
     from minigrad.ops.elementwise import abs as _abs
     x = as_tensor(x)
-    axes = _axes(axis, x.ndim)
+    axes = _axes(axis, x.ndim, "norm")
     if ord == 2:
         return Norm2(axes, keepdims)(x)
     if ord == 1:

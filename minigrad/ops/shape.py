@@ -1,4 +1,5 @@
 """Ops that move, copy or select elements: reshape, transpose, broadcast, indexing, concatenation, padding."""
+from minigrad.aliases import torch_names
 from minigrad import backend
 from minigrad.core import Function, Tensor, as_tensor
 
@@ -50,10 +51,16 @@ class Transpose(Function):
         return Transpose(self.axes)(tx)
 
 
-def transpose(x, axes=None):
-    """Permute the axes (NumPy's ``transpose``: all reversed when ``axes`` is None)."""
+def transpose(x, axes=None, *dims):
+    """Permute the axes (NumPy's ``transpose``: all reversed when ``axes`` is None); with two integers,
+    PyTorch's ``transpose(input, dim0, dim1)`` swaps those axes (0-d tensors accept dims 0 and -1)."""
     x = as_tensor(x)
-    axes = tuple(reversed(range(x.ndim))) if axes is None else tuple(a % x.ndim for a in axes)
+    if isinstance(axes, int) and len(dims) == 1 and x.ndim != 2:
+        return swapaxes(x, axes, dims[0])
+    if dims:
+        axes = (axes,) + dims
+    axes = tuple(reversed(range(x.ndim))) if axes is None else tuple(
+        backend.normalize_axis(a, x.ndim, "transpose", "axes") for a in axes)
     if sorted(axes) != list(range(x.ndim)):
         raise ValueError(f"transpose: axes {axes} are not a permutation of the {x.ndim} axes of shape {x.shape}")
     return Transpose(axes)(x)
@@ -64,6 +71,9 @@ def permute(x, *axes):
 
 
 def swapaxes(x, a, b):
+    a, b = backend.normalize_axis(a, x.ndim, "swapaxes"), backend.normalize_axis(b, x.ndim, "swapaxes")
+    if x.ndim == 0:  # a 0-d tensor has the one pseudo-axis 0 (or -1), as in PyTorch
+        return Transpose(())(x)
     axes = list(range(x.ndim))
     axes[a], axes[b] = axes[b], axes[a]
     return transpose(x, axes)
@@ -142,13 +152,14 @@ def add_tangents(*ts):
     return total
 
 
+@torch_names
 def squeeze(x, axis=None):
     """Drop size-1 axes (all of them, or ``axis``)."""
     x = as_tensor(x)
     if axis is None:
         shape = tuple(s for s in x.shape if s != 1)
     else:
-        axes = {a % x.ndim for a in ((axis,) if isinstance(axis, int) else axis)}
+        axes = set(backend.normalize_axes(axis, x.ndim, "squeeze"))
         for a in axes:
             if x.shape[a] != 1:
                 raise ValueError(f"squeeze: axis {a} of shape {x.shape} has size {x.shape[a]}, not 1")
@@ -156,10 +167,11 @@ def squeeze(x, axis=None):
     return reshape(x, shape)
 
 
+@torch_names
 def unsqueeze(x, axis):
     """Insert a size-1 axis at ``axis`` (NumPy's ``expand_dims``)."""
     x = as_tensor(x)
-    axis = axis % (x.ndim + 1)
+    axis = backend.normalize_axis(axis, x.ndim + 1, "unsqueeze")
     return reshape(x, x.shape[:axis] + (1,) + x.shape[axis:])
 
 
@@ -168,11 +180,10 @@ expand_dims = unsqueeze
 
 def flatten(x, start_dim=0, end_dim=-1):
     x = as_tensor(x)
-    nd = max(x.ndim, 1)
-    if not (-nd <= start_dim < nd and -nd <= end_dim < nd) or start_dim % nd > end_dim % nd:
-        raise ValueError(f"flatten: start_dim={start_dim}, end_dim={end_dim} do not name a range of axes of "
-                         f"shape {x.shape}")
-    start, end = start_dim % nd, end_dim % nd
+    start = backend.normalize_axis(start_dim, x.ndim, "flatten", "start_dim")
+    end = backend.normalize_axis(end_dim, x.ndim, "flatten", "end_dim")
+    if start > end:
+        raise ValueError(f"flatten: start_dim={start_dim} comes after end_dim={end_dim} for shape {x.shape}")
     n = 1
     for s in x.shape[start:end + 1]:
         n *= s
@@ -258,13 +269,16 @@ class Concatenate(Function):
                                         for x, t in zip(self.inputs, txs)])
 
 
+@torch_names
 def concatenate(tensors, axis=0):
     """Join tensors along an existing axis (``torch.cat``)."""
     tensors = [as_tensor(t) for t in tensors]
     if not tensors:
         raise ValueError("concatenate needs at least one tensor")
     nd = tensors[0].ndim
-    axis = axis % nd
+    if nd == 0:
+        raise ValueError("concatenate: zero-dimensional tensors cannot be concatenated; use stack")
+    axis = backend.normalize_axis(axis, nd, "concatenate")
     for i, t in enumerate(tensors):
         if t.ndim != nd or t.shape[:axis] + t.shape[axis + 1:] != tensors[0].shape[:axis] + tensors[0].shape[axis + 1:]:
             raise ValueError(f"concatenate on axis {axis}: tensor {i} has shape {t.shape}, "
@@ -275,12 +289,14 @@ def concatenate(tensors, axis=0):
 cat = concatenate
 
 
+@torch_names
 def stack(tensors, axis=0):
     """Join tensors of one shape along a new axis."""
     tensors = [as_tensor(t) for t in tensors]
     shapes = {t.shape for t in tensors}
     if len(shapes) != 1:
         raise ValueError(f"stack needs tensors of one shape, got {sorted(shapes)}")
+    axis = backend.normalize_axis(axis, tensors[0].ndim + 1, "stack")
     return concatenate([unsqueeze(t, axis) for t in tensors], axis=axis)
 
 
@@ -300,10 +316,11 @@ class Split(Function):
         return Split(self.bounds, self.axis)(tx)
 
 
+@torch_names
 def split(x, indices_or_sections, axis=0):
     """NumPy's ``split``: a number of equal sections, or the indices where the pieces start."""
     x = as_tensor(x)
-    axis = axis % x.ndim
+    axis = backend.normalize_axis(axis, x.ndim, "split")
     n = x.shape[axis]
     if isinstance(indices_or_sections, int):
         if indices_or_sections <= 0 or n % indices_or_sections:

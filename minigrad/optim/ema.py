@@ -20,7 +20,7 @@ class EMA:
             raise ValueError(f"EMA: decay must be in [0, 1], got {decay}")
         self.model, self.decay, self.warmup = model, float(decay), bool(warmup)
         self.num_updates = 0
-        self.shadow = {name: t.data.copy() for name, t in self._named(model)}
+        self.shadow = {name: backend.copy_array(t.data) for name, t in self._named(model)}
         self.backup = None
 
     def _named(self, model=None):
@@ -54,22 +54,24 @@ class EMA:
         self.num_updates += 1
         for name, t in self._named(model):
             s = self._follow(self.shadow, name, t)
-            if s.dtype.kind == "f":
-                s *= d
-                s += (1.0 - d) * t.data
-            else:
-                s[...] = t.data
+            with backend.device_scope(s):
+                if s.dtype.kind == "f":
+                    s *= d
+                    s += (1.0 - d) * t.data
+                else:
+                    s[...] = t.data
 
     def copy_to(self, model=None):
         """Overwrite the model's parameters and buffers with the averages."""
         for name, t in self._named(model):
-            t.data = self._follow(self.shadow, name, t).astype(t.dtype, copy=True)
+            t.data = backend.copy_array(self._follow(self.shadow, name, t), t.dtype)
+            t._version += 1
 
     apply_to = copy_to
 
     def store(self, model=None):
         """Keep the model's current values aside (for ``restore``)."""
-        self.backup = {name: t.data.copy() for name, t in self._named(model)}
+        self.backup = {name: backend.copy_array(t.data) for name, t in self._named(model)}
 
     def restore(self, model=None):
         """Put back the values saved by ``store``."""
@@ -77,6 +79,7 @@ class EMA:
             raise RuntimeError("EMA.restore: nothing stored; call store() first")
         for name, t in self._named(model):
             t.data = self._follow(self.backup, name, t)
+            t._version += 1
         self.backup = None
 
     @contextmanager
@@ -91,7 +94,7 @@ class EMA:
 
     def state_dict(self):
         return {"decay": self.decay, "warmup": self.warmup, "num_updates": self.num_updates,
-                "shadow": {k: v.copy() for k, v in self.shadow.items()}}
+                "shadow": {k: backend.copy_array(v) for k, v in self.shadow.items()}}
 
     def load_state_dict(self, state):
         missing = set(self.shadow) - set(state["shadow"])
@@ -102,4 +105,4 @@ class EMA:
         for k, v in state["shadow"].items():
             v = v.data if isinstance(v, Tensor) else v
             own = self.shadow[k]
-            self.shadow[k] = backend.to_device(v, backend.device_of(own)).astype(own.dtype, copy=True)
+            self.shadow[k] = backend.copy_array(backend.to_device(v, backend.device_of(own)), own.dtype)

@@ -56,7 +56,8 @@ class Optimizer:
                 if set_to_none or p.grad is None:
                     p.grad = None
                 else:
-                    p.grad = Tensor(p.xp.zeros_like(p.grad.data))
+                    with backend.device_scope(p.data):
+                        p.grad = Tensor(p.xp.zeros_like(p.grad.data))
 
     def step(self, closure=None):
         """One update of every parameter that has a gradient. ``closure`` re-evaluates and returns the loss."""
@@ -79,15 +80,17 @@ class Optimizer:
         for p in group["params"]:
             if p.grad is None:
                 continue
-            x, g = _arrays(p)
-            state = self.state.get(p)
-            if state is None and new_state is not None:
-                state = self.state[p] = new_state(x)
-            if maximize:
-                g = -g
-            if wd:
-                g = g + wd * x
-            yield p.xp, x, g, state
+            with backend.device_scope(p.data):  # state and temporaries on the parameter's device
+                x, g = _arrays(p)
+                state = self.state.get(p)
+                if state is None and new_state is not None:
+                    state = self.state[p] = new_state(x)
+                if maximize:
+                    g = -g
+                if wd:
+                    g = g + wd * x
+                p._version += 1  # the caller updates x in place: graphs that saved p must not backward through it
+                yield p.xp, x, g, state
 
     # ---- saving -------------------------------------------------------------------------------------------
     def state_dict(self):
@@ -104,7 +107,7 @@ class Optimizer:
                 ids.append(index[id(p)])
             groups.append({**{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items() if k != "params"},
                            "params": ids})
-        state = {index[id(p)]: {k: (v.copy() if backend.is_array(v) else v) for k, v in s.items()}
+        state = {index[id(p)]: {k: (backend.copy_array(v) if backend.is_array(v) else v) for k, v in s.items()}
                  for p, s in self.state.items()}
         return {"state": state, "param_groups": groups}
 
@@ -115,20 +118,32 @@ class Optimizer:
         if len(groups) != len(self.param_groups):
             raise ValueError(f"{type(self).__name__}.load_state_dict: the state has {len(groups)} param groups, "
                              f"the optimizer {len(self.param_groups)}")
+        name = f"{type(self).__name__}.load_state_dict"
         params = {}
         for i, (saved, own) in enumerate(zip(groups, self.param_groups)):
             if len(saved["params"]) != len(own["params"]):
-                raise ValueError(f"{type(self).__name__}.load_state_dict: group {i} has {len(saved['params'])} "
+                raise ValueError(f"{name}: group {i} has {len(saved['params'])} "
                                  f"params in the state, {len(own['params'])} in the optimizer")
             for k, p in zip(saved["params"], own["params"]):
                 params[int(k)] = p
+        state = {}  # checked in full before anything changes: a bad entry leaves the optimizer as it was
+        for k, s in state_dict["state"].items():
+            p = params.get(int(k))
+            if p is None:
+                raise ValueError(f"{name}: the state has an entry for param {k!r}, which no param group holds")
+            for key, v in s.items():
+                shape = getattr(v, "shape", None)
+                # per-parameter arrays have the param's shape (a 0-d param's are kept as 1-element arrays)
+                expected = (1,) if p.ndim == 0 else tuple(p.shape)
+                if shape is not None and tuple(shape) not in ((), expected):
+                    raise ValueError(f"{name}: state {key!r} of param {k} has shape {tuple(shape)}, "
+                                     f"the param has shape {tuple(p.shape)}")
+            state[p] = {key: _restore(v, p) for key, v in s.items()}
+        for saved, own in zip(groups, self.param_groups):
             for k, v in saved.items():
                 if k != "params":
                     own[k] = tuple(v) if isinstance(v, list) else v
-        self.state = {}
-        for k, s in state_dict["state"].items():
-            p = params[int(k)]
-            self.state[p] = {name: _restore(v, p) for name, v in s.items()}
+        self.state = state
 
     def __repr__(self):
         lines = [f"{type(self).__name__} ("]
@@ -147,8 +162,7 @@ def _restore(value, p):
     if not backend.is_array(value):
         return value
     arr = backend.to_device(value, p.device)
-    dtype = p.dtype if arr.dtype.kind == "f" else arr.dtype
-    return arr.astype(dtype, copy=True)
+    return backend.copy_array(arr, p.dtype if arr.dtype.kind == "f" else arr.dtype)
 
 
 def _arrays(p):

@@ -1,11 +1,18 @@
 """Declarative op specs: one ``OpSpec`` drives forward (vs a float64 NumPy reference), gradient and
-second-gradient checks. minigrad's own test suite is generated from a list of these."""
+second-gradient checks. minigrad's own test suite is generated from a list of these with ``spec_tests``.
+
+    from minigrad.testing import OpSpec, spec_tests
+    SPECS = [OpSpec("cube", lambda a: a ** 3, lambda a: a ** 3)]
+    test_forward, test_grad, test_gradgrad = spec_tests(SPECS)   # in a pytest module
+"""
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import numpy as np
+from hypothesis import given, strategies as st
 
 import minigrad as mg
+from minigrad.testing.strategies import arrays, shapes as _shapes
 
 
 @dataclass
@@ -13,7 +20,10 @@ class OpSpec:
     """How to test one op.
 
     ``op`` takes Tensors, ``ref`` the same arguments as float64 NumPy arrays; ``elements`` is one hypothesis
-    element strategy per input (or one for all); ``shapes`` draws the tuple of input shapes.
+    element strategy per input (or one for all); ``shapes`` draws the tuple of input shapes. The gradient
+    tolerances are strict by default (``rtol=1e-6``, with Richardson-refined differences at step
+    ``grad_eps·max(1, |x|)``): a 1e-5 relative error in a backward fails; loosen them only with a reason
+    in ``notes``.
     """
     name: str
     op: Callable
@@ -23,10 +33,11 @@ class OpSpec:
     shapes: object = None
     second_order: bool = True
     unique: bool = False
-    atol: float = 1e-5
-    rtol: float = 1e-4
-    grad_atol: float = 1e-4
-    grad_rtol: float = 1e-3
+    atol: float = 1e-12
+    rtol: float = 1e-10
+    grad_atol: float = 1e-9
+    grad_rtol: float = 1e-6
+    grad_eps: float = 1e-4
     kwargs: dict = field(default_factory=dict)
     notes: Optional[str] = None
 
@@ -62,20 +73,23 @@ def check_forward(spec, arrays, device="cpu"):
 
 
 def check_grad(spec, arrays, device="cpu"):
-    return mg.gradcheck(spec.op, _tensors(arrays, device, np.float64, True), atol=spec.grad_atol,
-                        rtol=spec.grad_rtol)
+    """``mg.gradcheck`` of the op at these inputs with the spec's tolerances."""
+    return mg.gradcheck(spec.op, _tensors(arrays, device, np.float64, True), eps=spec.grad_eps,
+                        atol=spec.grad_atol, rtol=spec.grad_rtol)
 
 
 def check_gradgrad(spec, arrays, device="cpu"):
-    return mg.gradgradcheck(spec.op, _tensors(arrays, device, np.float64, True), atol=spec.grad_atol,
-                            rtol=spec.grad_rtol)
+    """``mg.gradgradcheck`` of the op at these inputs with the spec's tolerances."""
+    return mg.gradgradcheck(spec.op, _tensors(arrays, device, np.float64, True), eps=spec.grad_eps,
+                            atol=spec.grad_atol, rtol=spec.grad_rtol)
 
 
 def check_jvp(spec, arrays, device="cpu", seed=0):
-    """Forward mode on the spec's op: the jvp equals central finite differences along a random tangent, and
-    ⟨u, J v⟩ = ⟨Jᵀ u, v⟩ for a random cotangent u (jvp against vjp)."""
-    return check_jvp_fn(spec.op, _tensors(arrays, device, np.float64), atol=spec.grad_atol, rtol=spec.grad_rtol,
-                        name=spec.name, seed=seed, second_order=spec.second_order)
+    """Forward mode on the spec's op: the jvp equals central finite differences along a random tangent (a
+    sanity check, at 1e-4), ⟨u, J v⟩ = ⟨Jᵀ u, v⟩ for a random cotangent u (jvp against vjp, at 1e-10), and
+    forward over reverse equals reverse over forward (at 1e-9)."""
+    return check_jvp_fn(spec.op, _tensors(arrays, device, np.float64), name=spec.name, seed=seed,
+                        second_order=spec.second_order)
 
 
 def check_jvp_fn(f, xs, atol=1e-5, rtol=1e-4, eps=1e-6, name=None, seed=0, second_order=True):
@@ -129,3 +143,44 @@ def check_jvp_fn(f, xs, atol=1e-5, rtol=1e-4, eps=1e-6, name=None, seed=0, secon
                                        err_msg=f"{name}: forward over reverse and reverse over forward disagree "
                                                f"on input {k} (the second derivative is symmetric)")
     return True
+
+
+@st.composite
+def spec_inputs(draw, spec):
+    """Hypothesis strategy for one list of input arrays of ``spec`` (its shapes, then its elements)."""
+    shapes = draw(spec.shapes if spec.shapes is not None else _shapes().map(lambda s: (s,) * spec.n_inputs))
+    elements = spec.elements if isinstance(spec.elements, list) else [spec.elements] * spec.n_inputs
+    return [draw(arrays(shape=s, elements=e, unique=spec.unique)) for s, e in zip(shapes, elements)]
+
+
+
+
+CHECKS = {"forward": check_forward, "grad": check_grad, "gradgrad": check_gradgrad, "jvp": check_jvp}
+
+
+def run_spec(spec, check="grad", device="cpu"):
+    """Run one property (``"forward"``, ``"grad"``, ``"gradgrad"``, ``"jvp"`` or a ``check(spec, arrays, device)``)
+    of ``spec`` over hypothesis-drawn inputs, under the active hypothesis settings profile."""
+    check = CHECKS[check] if isinstance(check, str) else check
+
+    @given(spec_inputs(spec))
+    def prop(xs):
+        check(spec, xs, device)
+    prop()
+
+
+def spec_tests(specs, devices=("cpu",)):
+    """Three pytest test functions ``(test_forward, test_grad, test_gradgrad)`` parametrized over ``specs``
+    (ids are the spec names) and ``devices``; assign them to module-level names in a test module."""
+    import pytest
+
+    def make(kind, chosen):
+        @pytest.mark.parametrize("device", list(devices))
+        @pytest.mark.parametrize("spec", chosen, ids=[s.name for s in chosen])
+        def test(spec, device):
+            run_spec(spec, kind, device)
+        test.__name__ = test.__qualname__ = f"test_{kind}"
+        return test
+
+    return (make("forward", list(specs)), make("grad", list(specs)),
+            make("gradgrad", [s for s in specs if s.second_order]))

