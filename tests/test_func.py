@@ -401,3 +401,31 @@ def test_binary_cross_entropy_and_all_reduce_sum_jvps():
         _close(jvp(mg.distributed.all_reduce_sum, (x,), (v,)), (x, v))
     finally:
         mg.distributed.destroy_process_group()
+
+
+def test_every_fused_op_has_a_jvp_or_says_it_has_none():
+    """Attention, the CRF log-partition and squash have jvp rules; every other fused Function names its
+    composed version when forward mode reaches it."""
+    import importlib
+    from minigrad.core import Function
+    with_rule = {"ScaledDotProductAttention", "LogPartition", "Squash"}
+    seen = set()
+    for name in ("attention", "crf", "capsule", "gan", "vae", "margin"):
+        try:
+            mod = importlib.import_module(f"minigrad.models.{name}")
+        except ImportError:
+            mod = importlib.import_module(f"models.{name}")
+        mods = [mod] + ([importlib.import_module("minigrad.nn.rnn")] if name == "attention" else [])
+        for m in mods:
+            for cls in vars(m).values():
+                if not (isinstance(cls, type) and issubclass(cls, Function) and cls.__module__ == m.__name__):
+                    continue
+                seen.add(cls.__name__)
+                assert cls.jvp is not Function.jvp, f"{cls.__name__} has no jvp of its own"
+                if cls.__name__ in with_rule:
+                    continue
+                f = cls.__new__(cls)
+                with pytest.raises(NotImplementedError, match=f"{cls.__name__} is a fused op without a forward-mode "
+                                                              r"rule \(jvp\): .*_(composed|ref)"):
+                    f.jvp(None)
+    assert with_rule | {"GRUStep", "LSTMStep", "DynamicRouting", "AdversarialLoss", "ClusterKL"} <= seen
