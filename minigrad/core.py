@@ -808,7 +808,7 @@ def _own_grad(g, taken):
     if id(a) in taken or a.base is not None or not getattr(a.flags, "writeable", True):
         if g.creator is not None:  # create_graph: a differentiable copy keeps the graph
             return _ops.mul(g, 1)
-        return Tensor(a.copy())
+        return Tensor(backend.copy_array(a))
     return g
 
 
