@@ -101,7 +101,8 @@ def _push_tangents(f, inputs, outputs):
                 continue
             token = _forward_var.set(levels[:n])  # the tangent carries only the outer levels' tangents
             try:
-                tys = f.jvp(*txs)
+                with backend.device_scope(inputs[0].data):  # raw-array work on the inputs' device, as in forward
+                    tys = f.jvp(*txs)
             finally:
                 _forward_var.reset(token)
             if tys.__class__ is not tuple:

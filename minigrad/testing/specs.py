@@ -106,7 +106,8 @@ def check_jvp_fn(f, xs, atol=1e-5, rtol=1e-4, eps=1e-6, name=None, seed=0, secon
         np.testing.assert_array_equal(o.numpy(), r.numpy(), err_msg=f"{name}: jvp's primal output {k} differs")
         assert t.shape == o.shape and t.dtype == o.dtype, \
             f"{name}: tangent {k} is {t.dtype} {t.shape}, its output {o.dtype} {o.shape}"
-    shift = lambda s: [mg.Tensor(x.data + s * v.data) for x, v in zip(xs, vs)]
+    moved = lambda x, d, s: mg.Tensor(mg.backend.to_device(x.numpy() + s * d.numpy(), x.device))  # on the host
+    shift = lambda s: [moved(x, v, s) for x, v in zip(xs, vs)]
     plus, minus = _as_list(f(*shift(eps))), _as_list(f(*shift(-eps)))
     for k, (t, p, m) in enumerate(zip(touts, plus, minus)):
         fd = (p.numpy() - m.numpy()) / (2 * eps)
@@ -132,7 +133,7 @@ def check_jvp_fn(f, xs, atol=1e-5, rtol=1e-4, eps=1e-6, name=None, seed=0, secon
         push = lambda *ys: mg.func.jvp(f, ys, tuple(vs))[1]  # reverse over forward: x ↦ ⟨u, J(x) v⟩ pulled back
         pulled = mg.func.vjp(push, *xs)[1](cot)
         ws = [mg.Tensor(mg.backend.to_device(rng.standard_normal(x.shape), x.device)) for x in xs]
-        at = lambda s: _as_list(push(*[mg.Tensor(x.data + s * w.data) for x, w in zip(xs, ws)]))
+        at = lambda s: _as_list(push(*[moved(x, w, s) for x, w in zip(xs, ws)]))
         fd = sum(float((u.numpy() * (p.numpy() - m.numpy())).sum()) for u, p, m in zip(us, at(eps), at(-eps)))
         exact = sum(float((g.numpy() * w.numpy()).sum()) for g, w in zip(pulled, ws))
         assert abs(fd / (2 * eps) - exact) <= atol * 10 + rtol * abs(exact), \
