@@ -2,7 +2,7 @@
 minigrad with the fused attention Function (saving P, or only its log-sum-exp), minigrad with the attention
 composed from primitives, and PyTorch's ``nn.TransformerEncoderLayer``; then the attention core alone.
 
-``python benchmarks/bench_attention.py [--repeat 10] [--threads 1] [--quick] [--device cuda]`` prints Markdown
+``python -m benchmarks.bench_attention [--repeat 10] [--threads 1] [--quick] [--device cuda]`` prints Markdown
 tables and writes them into docs/benchmarks/attention.md (``docs/benchmarks/attention-cuda.md`` on a GPU),
 between the ``bench:start``/``bench:end`` markers.
 
@@ -38,11 +38,10 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import minigrad as mg  # noqa: E402
 from benchmarks.common import machine, page, today  # noqa: E402
-from models.attention import TransformerEncoderLayer, attention_composed, scaled_dot_product_attention  # noqa: E402
+from minigrad.models.attention import TransformerEncoderLayer, attention_composed, scaled_dot_product_attention  # noqa: E402
 
 B, T, D, H, FF = 32, 128, 256, 8, 1024
 

@@ -3,20 +3,17 @@ vs the composed routing in PyTorch (CPU), on û of shape (64, 1152, 10, 16) floa
 capsules of dim 8 routed to 10 capsules of dim 16), 3 iterations, for each routing variant. Also the whole
 ``Capsule`` layer (per-capsule matrices 8 → 10·16, then routing), hand-written routing only.
 
-``python benchmarks/bench_capsule.py [--quick] [--device cuda]`` prints a Markdown table and writes it to
+``python -m benchmarks.bench_capsule [--quick] [--device cuda]`` prints a Markdown table and writes it to
 docs/benchmarks/capsule.md. Every number is the median of repeats taken in this one run.
 """
 import argparse
-import sys
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import minigrad as mg  # noqa: E402
 from benchmarks.common import interleaved, machine, markdown_table, one_thread, page, sync, today, write_page  # noqa: E402
-from models.capsule import VARIANTS, Capsule, dynamic_routing, dynamic_routing_composed  # noqa: E402
+from minigrad.models.capsule import VARIANTS, Capsule, dynamic_routing, dynamic_routing_composed  # noqa: E402
 
 
 
@@ -103,13 +100,13 @@ def main(argv=None):
             f"Measured {today()} on {machine(args.device)} (device {args.device}); {threads}. "
             f"û of shape ({B}, 1152, 10, 16) float32, 3 routing iterations, "
             f"gradient of a fixed random upstream gradient; medians of {repeat} repeats from one run of "
-            f"`python benchmarks/bench_capsule.py{' --quick' if args.quick else ''}`.\n\n{table}\n\n"
-            "*hand-written*: `models.capsule.dynamic_routing`, one Function whose backward replays the iterations "
-            "in reverse (docs/derivations/capsule.md); *composed*: `dynamic_routing_composed`, the same equations "
-            "from minigrad ops, differentiated by the engine; *PyTorch composed*: the same equations in PyTorch "
-            "autograd. When other jobs share the VM's 2 cores, wall time includes waiting for a core; process CPU time "
-            "(every engine on one thread) does not, so where the two columns differ the CPU column is the measure "
-            "of the work.\n")
+            f"`python -m benchmarks.bench_capsule{' --quick' if args.quick else ''}`.\n\n{table}\n\n"
+            "*hand-written*: `minigrad.models.capsule.dynamic_routing`, one Function whose backward replays the "
+            "iterations in reverse (docs/derivations/capsule.md); *composed*: `dynamic_routing_composed`, the "
+            "same equations from minigrad ops, differentiated by the engine; *PyTorch composed*: the same equations "
+            "in PyTorch autograd. When other jobs share the VM's 2 cores, wall time includes waiting for a core; "
+            "process CPU time (every engine on one thread) does not, so where the two columns differ the CPU column "
+            "is the measure of the work.\n")
     print(text)
     if not args.quick:
         write_page(page("capsule", args.device, args.out), text)

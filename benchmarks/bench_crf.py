@@ -2,21 +2,18 @@
 drawn in [T/2, T]): the analytic forward–backward Function (exp-domain matmul steps, and forced log-domain steps)
 vs the log Z composed from minigrad ops vs the PyTorch peer ``pytorch-crf`` (``torchcrf``) when it imports.
 
-``python benchmarks/bench_crf.py [--quick] [--device cuda]`` prints a Markdown table and writes it to
+``python -m benchmarks.bench_crf [--quick] [--device cuda]`` prints a Markdown table and writes it to
 docs/benchmarks/crf.md. Every number is the median of repeats taken in this one run.
 """
 import argparse
 import os
-import sys
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import minigrad as mg  # noqa: E402
 from benchmarks.common import interleaved, machine, markdown_table, one_thread, page, sync, today, write_page  # noqa: E402
-from models import crf as C  # noqa: E402
+from minigrad.models import crf as C  # noqa: E402
 
 
 
@@ -133,11 +130,11 @@ def main(argv=None):
             f"B={B}, T={T}, float32 emissions, lengths drawn in [T/2, T], start/end scores on; NLL = sum over the "
             f"batch, backward to emissions, transitions, start and end. Median of repeats (the implementations "
             f"timed in turn within each repeat) from one run of "
-            f"`python benchmarks/bench_crf.py{' --quick' if args.quick else ''}`.\n\n{table}\n\n"
-            "*minigrad analytic*: `models.crf.crf_nll`, log Z as one Function whose backward is the forward–backward "
-            "algorithm, both recursions as exp-domain matrix products (docs/derivations/crf.md); *log-domain "
-            "steps*: the same Function with `EXACT_STEPS = True`, the (B, K, K) logsumexp path it falls back to "
-            "when a sum underflows (scores of ±1e4); *composed*: `crf_nll_composed`, log Z from `mg.logsumexp` "
+            f"`python -m benchmarks.bench_crf{' --quick' if args.quick else ''}`.\n\n{table}\n\n"
+            "*minigrad analytic*: `minigrad.models.crf.crf_nll`, log Z as one Function whose backward is the "
+            "forward–backward algorithm, both recursions as exp-domain matrix products (docs/derivations/crf.md); "
+            "*log-domain steps*: the same Function with `EXACT_STEPS = True`, the (B, K, K) logsumexp path it falls "
+            "back to when a sum underflows (scores of ±1e4); *composed*: `crf_nll_composed`, log Z from `mg.logsumexp` "
             "per step, differentiated by the engine; *pytorch-crf*: `torchcrf.CRF` (log-domain logsumexp per step, "
             "PyTorch autograd; its decode backtracks each sequence in Python).\n")
     print(text)

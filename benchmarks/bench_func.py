@@ -3,22 +3,18 @@ moves) vs one forward pass and vs a reverse pass (the gradient of every paramete
 forward over reverse (``minigrad.func.hvp``) vs two backward passes (double backprop); the full Hessian of a small
 MLP by ``minigrad.func.hessian`` vs ``torch.func.hessian``, side by side in one run.
 
-``python benchmarks/bench_func.py [--quick]`` prints the tables and writes docs/benchmarks/func.md (and the same
+``python -m benchmarks.bench_func [--quick]`` prints the tables and writes docs/benchmarks/func.md (and the same
 section of docs/benchmarks.md). Target: a jvp costs at most 3× its forward pass.
 """
 import argparse
 import os
-import sys
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import minigrad as mg  # noqa: E402
-import minigrad.functional as F  # noqa: E402
-from minigrad.func import hessian, hvp, jvp  # noqa: E402
-from benchmarks.common import ROOT, interleaved, machine, markdown_table, one_thread, page, today, write_page  # noqa: E402
+import minigrad as mg
+import minigrad.functional as F
+from minigrad.func import hessian, hvp, jvp
+from benchmarks.common import ROOT, interleaved, machine, markdown_table, one_thread, page, today, write_page
 
 
 def mlp(dtype="float32", batch=128):
@@ -172,7 +168,7 @@ def main(argv=None):
         f"Measured {today()} on {machine()}; {threads}. Load average {load0:.1f} before and {load1:.1f} after the "
         "run: the machine was shared with other jobs, so wall times include waiting for a core and the CPU-time "
         f"columns (every engine on one thread) are the measure of the work. Medians of {repeat} rounds, the "
-        "steps timed in turn within each round, from one run of `python benchmarks/bench_func.py`.", "",
+        "steps timed in turn within each round, from one run of `python -m benchmarks.bench_func`.", "",
         "*forward*: the loss under `no_grad`; *reverse*: the loss with its graph, then `mg.grad` of every "
         "parameter; *jvp*: `minigrad.func.jvp` of the loss along one random direction in parameter space (every "
         "parameter has a tangent); *hvp*: `minigrad.func.hvp`, forward over reverse (one forward pass carrying the "

@@ -2,18 +2,15 @@
 step Functions (``GRUStep``, ``LSTMStep``; the default) vs minigrad with the steps composed from primitive ops
 (``fused=False``) vs ``torch.nn.GRU`` / ``torch.nn.LSTM`` holding the same weights (CPU, when torch imports).
 
-``python benchmarks/bench_rnn.py [--quick] [--device cuda]`` prints a Markdown table and writes it to
+``python -m benchmarks.bench_rnn [--quick] [--device cuda]`` prints a Markdown table and writes it to
 docs/benchmarks/rnn.md (docs/benchmarks/rnn-cuda.md on a GPU). Every number is the median of repeats taken in
 this one run, the implementations timed in turn within each repeat.
 """
 import argparse
 import os
-import sys
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import minigrad as mg  # noqa: E402
 from benchmarks.common import interleaved, machine, markdown_table, one_thread, page, sync, today, write_page  # noqa: E402
@@ -97,7 +94,7 @@ def main(argv=None):
             f"One layer, input ({T}, {B}, {I}) float32, hidden size {H}, zero initial state, backward of a "
             f"fixed random gradient of the output to the "
             f"input and every parameter; medians of {repeat} rounds from one run of "
-            f"`python benchmarks/bench_rnn.py{' --quick' if args.quick else ''}`.\n\n{table}\n\n"
+            f"`python -m benchmarks.bench_rnn{' --quick' if args.quick else ''}`.\n\n{table}\n\n"
             "*minigrad fused*: each time step is one `GRUStep` / `LSTMStep` Function with the analytic backward of "
             "docs/derivations/rnn.md; *minigrad composed*: `fused=False`, each step built from about a dozen "
             "primitive ops and differentiated by the engine (the path with second derivatives); *PyTorch*: "

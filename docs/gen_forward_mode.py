@@ -1,4 +1,4 @@
-"""Figures and tables of forward mode, from runs: ``python docs/gen_forward_mode.py [jac] [gan]``.
+"""Figures and tables of forward mode, from runs: ``python -m docs.gen_forward_mode [jac] [gan]``.
 
 jac: the cost of a full Jacobian by jacfwd vs jacrev as the number of inputs n and outputs m vary (the tour's
      chapter 8); gan: the eigenvalues of the Dirac-GAN's gradient vector field at its equilibrium, by jacfwd
@@ -13,11 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import minigrad as mg
+from minigrad.func import grad, jacfwd, jacrev
 
-import minigrad as mg  # noqa: E402
-from minigrad.func import grad, jacfwd, jacrev  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 IMG = ROOT / "docs" / "img"
 
@@ -108,7 +107,7 @@ def jac():
         "|---|---|---|---|---|", *rows,
         "", f"Crossing points (interpolated): {cross or 'none in the range'}.",
         "", f"Measured on {_machine()}; f(x) = W₂ tanh(W₁ x) with 64 hidden units, float64, median process CPU "
-            "time of 7 runs by `python docs/gen_forward_mode.py jac`."])
+            "time of 7 runs by `python -m docs.gen_forward_mode jac`."])
     _splice("docs/tour/8-forward-mode.md", "jaccost", text)
 
 
@@ -116,7 +115,7 @@ def jac():
 def dirac_field(kind="minimax", r1=0.0, gp0=0.0):
     """v(θ, ψ) = (−∂L_G/∂θ, −∂L_D/∂ψ) of the Dirac-GAN as a differentiable function of z = (θ, ψ), from the
     library's composed losses and its penalties (R1 on the real point, the zero-centred GP on interpolates)."""
-    from models.gan import discriminator_loss_composed, generator_loss_composed, r1_penalty, wgan_gp_penalty
+    from minigrad.models.gan import discriminator_loss_composed, generator_loss_composed, r1_penalty, wgan_gp_penalty
     real = mg.zeros(1, 1, dtype="float64")
 
     def loss_d(theta, psi):
@@ -184,7 +183,7 @@ def gan():
     print(f"wrote {IMG / 'gan-dirac-eigenvalues.svg'}")
     text = "\n".join([
         "| setting | Jacobian rows (∂v_θ; ∂v_ψ) | eigenvalues | largest real part |", "|---|---|---|---|", *rows,
-        "", f"Computed on {_machine()} by `python docs/gen_forward_mode.py gan` (float64)."])
+        "", f"Computed on {_machine()} by `python -m docs.gen_forward_mode gan` (float64)."])
     _splice("docs/derivations/gan.md", "diraceig", text)
 
 

@@ -1,7 +1,7 @@
 """Regenerate the measured sections of docs/testing.md: the gradient accuracy each op spec reaches, and the
 mutation gate's score and time (from a JSON file written by ``python -m minigrad.testing.mutation --json``).
 
-    python docs/gen_testing_numbers.py --gate gate.json          # run from the repository root
+    python -m docs.gen_testing_numbers --gate gate.json          # run from the repository root
 """
 import argparse
 import datetime
@@ -9,17 +9,15 @@ import json
 import os
 import platform
 import re
-import sys
 
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
+import minigrad as mg
+from minigrad.testing import spec_inputs
+from minigrad.testing.op_specs import SPECS
 
-import minigrad as mg  # noqa: E402
-from minigrad.testing import spec_inputs  # noqa: E402
-from op_specs import SPECS  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 PAGE = os.path.join(ROOT, "docs", "testing.md")
 

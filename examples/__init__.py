@@ -1,17 +1,11 @@
 """Runnable examples. ``python -m examples list`` shows them; ``python -m examples run NAME`` runs one."""
 import importlib
 import pkgutil
-import sys
 from pathlib import Path
 
 DEMO = "cnn_digits"
 
-# The examples import their shared helpers as the top-level module ``_common`` (examples/_common.py).
-# ``python examples/NAME.py`` finds it because Python puts the script's folder, this one, first on sys.path;
-# ``python -m examples ...`` and ``python -m examples.NAME`` import this package first, which adds the folder too.
 HERE = str(Path(__file__).parent)
-if HERE not in sys.path:
-    sys.path.append(HERE)
 
 
 def discover():

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from examples import DEMO, discover
-from _common import blas_threads, device_arg, figures
+from examples.common import blas_threads, device_arg, figures
 from minigrad.data import DATASETS, DownloadError, download
 
 

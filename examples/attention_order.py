@@ -6,7 +6,7 @@ tokens — it cannot know t. Reversal (output t = input T−1−t) is then out o
 position embeddings the same encoder solves it. Data: uniformly random digit strings, generated on the fly
 (fresh batches for training, a separate fixed set of sequences for testing, none of them seen in training).
 
-    python -m examples run attention_order [--quick]     python examples/attention_order.py --task sort
+    python -m examples run attention_order [--quick]     python -m examples.attention_order --task sort
 """
 import time
 
@@ -16,9 +16,9 @@ import minigrad as mg
 from minigrad import nn
 from minigrad.optim import Adam
 from minigrad.optim.lr_scheduler import CosineAnnealingLR, LinearWarmup
-from models.attention import (LearnedPositionEmbedding, SinusoidalPositionEmbedding, TransformerEncoder,
+from minigrad.models.attention import (LearnedPositionEmbedding, SinusoidalPositionEmbedding, TransformerEncoder,
                               TransformerEncoderLayer)
-from _common import output_dir, parser, predict, pyplot, save_figure, save_results
+from examples.common import output_dir, parser, predict, pyplot, save_figure, save_results
 
 NAME = "attention_order"
 DESCRIPTION = "Transformer encoder reverses digit strings: fails without position embeddings, ≥99% with them"

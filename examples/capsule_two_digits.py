@@ -7,7 +7,7 @@ trained with the margin loss on single MNIST digits. Test images join two differ
 (28×56); a prediction counts when the two highest scores are the two digits ("top-2"), and in the strict count
 when both of those scores are also > 0.5. Every routing variant is trained; each trained capsule head is then
 routed with other iteration counts at test time, and the soft k-means objective of every routing rule is traced
-over iterations on the head's own predictions (models.capsule.soft_kmeans_objective). A run whose single-digit
+over iterations on the head's own predictions (minigrad.models.capsule.soft_kmeans_objective). A run whose single-digit
 accuracy stays at chance is counted apart in the summary (``--w-scale`` changes the capsule weights' initial
 scale, which decides how often that happens).
 
@@ -21,9 +21,10 @@ import numpy as np
 
 import minigrad as mg
 from minigrad import nn, optim
-from models.capsule import (VARIANTS, Capsule, capsule_lengths, capsule_margin_loss, dynamic_routing,
-                            soft_kmeans_objective)
-from _common import distributed_setup, load_or_digits, mean_std, output_dir, parser, predict, save_results
+from minigrad.models.capsule import (VARIANTS, Capsule, capsule_lengths, capsule_margin_loss, dynamic_routing,
+                                     soft_kmeans_objective)
+from examples.common import (distributed_setup, load_or_digits, mean_std, output_dir, parser, predict,
+                             save_results)
 
 NAME = "capsule_two_digits"
 DESCRIPTION = "Capsule vs pooling head: trained on single MNIST digits, tested on two digits side by side"

@@ -11,7 +11,7 @@ from minigrad import nn
 from minigrad.data import DataLoader, DatasetNotFound, DistributedSampler, load_digits, load_mnist
 from minigrad.optim import Adam
 from minigrad.utils import progress
-from _common import distributed_setup, is_main_rank, output_dir, parser, predict
+from examples.common import distributed_setup, is_main_rank, output_dir, parser, predict
 
 NAME = "cnn_digits"
 DESCRIPTION = "CNN on MNIST (digits fallback): test accuracy, checkpoint save/load"

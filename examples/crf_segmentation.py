@@ -10,7 +10,7 @@ to K tag scores per character. Heads:
 
 * ``softmax``: per-character cross-entropy; decoded by per-character argmax, and again by Viterbi over its
   log-probabilities with zero transition scores but the tag grammar imposed (``+ grammar``);
-* ``crf``: ``models.crf.CRF`` on top (learned transition, start and end scores; loss = CRF NLL per token);
+* ``crf``: ``minigrad.models.crf.CRF`` on top (learned transition, start and end scores; loss = CRF NLL per token);
   decoded by Viterbi, unconstrained and with the grammar imposed.
 
 Reported on the held-out split: word-level (or entity-level) precision / recall / F1 and the share of illegal tag
@@ -24,8 +24,8 @@ import numpy as np
 import minigrad as mg
 from minigrad import nn
 from minigrad.data import load_peoples_daily_ner, load_peoples_daily_seg, pad_sequences
-from models.crf import CRF, allowed_transitions, viterbi_decode
-from _common import blas_threads, output_dir, parser, pyplot, save_figure, save_results
+from minigrad.models.crf import CRF, allowed_transitions, viterbi_decode
+from examples.common import blas_threads, output_dir, parser, pyplot, save_figure, save_results
 
 NAME = "crf_segmentation"
 DESCRIPTION = "Chinese word segmentation (BMES) on People's Daily: conv net + CRF vs per-character softmax"

@@ -16,8 +16,8 @@ import numpy as np
 
 import minigrad as mg
 from minigrad import nn, optim
-from models.gan import DCGANDiscriminator, DCGANGenerator, train_step
-from _common import load_or_digits, output_dir, parser, pyplot, save_figure, save_results
+from minigrad.models.gan import DCGANDiscriminator, DCGANGenerator, train_step
+from examples.common import load_or_digits, output_dir, parser, pyplot, save_figure, save_results
 
 NAME = "gan_dcgan"
 DESCRIPTION = "DCGAN on MNIST (digits as fallback): a grid of generated digits, scored by a small classifier"

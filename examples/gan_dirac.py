@@ -18,8 +18,8 @@ import numpy as np
 
 import minigrad as mg
 from minigrad import nn, optim
-from models.gan import discriminator_loss, generator_loss, r1_penalty, wgan_gp_penalty
-from _common import output_dir, parser, pyplot, save_figure, save_results
+from minigrad.models.gan import discriminator_loss, generator_loss, r1_penalty, wgan_gp_penalty
+from examples.common import output_dir, parser, pyplot, save_figure, save_results
 
 NAME = "gan_dirac"
 DESCRIPTION = "Dirac-GAN dynamics: ODE vs simultaneous/alternating steps for vanilla, WGAN, WGAN-GP, R1, EMA"

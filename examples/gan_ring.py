@@ -12,8 +12,8 @@ import numpy as np
 
 import minigrad as mg
 from minigrad import optim
-from models.gan import MLPDiscriminator, MLPGenerator, train_step
-from _common import blas_threads, output_dir, parser, pyplot, save_figure, save_results
+from minigrad.models.gan import MLPDiscriminator, MLPGenerator, train_step
+from examples.common import blas_threads, output_dir, parser, pyplot, save_figure, save_results
 
 NAME = "gan_ring"
 DESCRIPTION = "MLP GAN on a ring of 8 Gaussians: mode coverage and sample quality with R1 / EMA / cascading rejection"

@@ -1,7 +1,7 @@
 """Open-set image retrieval with margin losses: train on some classes, retrieve among classes never seen.
 
 An MLP embeds images; a cosine-softmax head over the SEEN classes (default 0-6) is trained with each loss of
-``models.margin`` (softmax, AM-Softmax, A-Softmax, ArcFace). Evaluation throws the head away and ranks the
+``minigrad.models.margin`` (softmax, AM-Softmax, A-Softmax, ArcFace). Evaluation throws the head away and ranks the
 test images of the UNSEEN classes (default 7-9) by cosine similarity: every such image queries all the others
 (itself excluded). Reported: top-1 (nearest neighbour of the same class), P@10 (share of the 10 nearest of
 the same class) and mAP, next to raw-pixel cosine as a baseline, plus the closed-set accuracy on the seen
@@ -17,8 +17,8 @@ import numpy as np
 import minigrad as mg
 from minigrad import nn
 from minigrad.data import DatasetNotFound, load_digits, load_fashion_mnist, load_mnist
-from models.margin import MarginHead
-from _common import output_dir, parser, predict, pyplot, save_figure, save_results
+from minigrad.models.margin import MarginHead
+from examples.common import output_dir, parser, predict, pyplot, save_figure, save_results
 
 NAME = "margin_images"
 DESCRIPTION = "MLP + softmax / AM-Softmax / A-Softmax / ArcFace on seen classes; retrieval among unseen classes"

@@ -1,7 +1,7 @@
 """Sentence similarity with a character GRU trained as a classifier over groups of same-meaning sentences.
 
 Each group of paraphrases is one class. A character-level encoder (Embedding → GRU, last hidden state) is
-trained with a cosine-softmax head under four losses from ``models.margin``: plain normalised softmax,
+trained with a cosine-softmax head under four losses from ``minigrad.models.margin``: plain normalised softmax,
 AM-Softmax, A-Softmax (ψ = min(cos 4θ, cos θ)) and ArcFace. At test time the class weights are thrown away:
 sentences are compared by the cosine of their embeddings, and retrieval is scored on groups NEVER seen in
 training (open set). Two protocols, both over the held-out groups only:
@@ -23,9 +23,9 @@ import numpy as np
 import minigrad as mg
 from minigrad import nn
 from minigrad.data import pad_sequences
-from models import margin_data
-from models.margin import MarginHead
-from _common import output_dir, parser, save_results
+from minigrad.models import margin_data
+from minigrad.models.margin import MarginHead
+from examples.common import output_dir, parser, save_results
 
 NAME = "margin_sentences"
 DESCRIPTION = "char GRU + softmax / AM-Softmax / A-Softmax / ArcFace; top-k retrieval of unseen paraphrase groups"

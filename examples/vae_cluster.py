@@ -15,8 +15,9 @@ import numpy as np
 
 import minigrad as mg
 from minigrad import optim
-from models.vae import ClusterVAE
-from _common import load_or_digits as load, mean_std, output_dir, parser, predict, pyplot, save_figure, save_results
+from minigrad.models.vae import ClusterVAE
+from examples.common import (load_or_digits as load, mean_std, output_dir, parser, predict, pyplot, save_figure,
+                             save_results)
 
 NAME = "vae_cluster"
 DESCRIPTION = "ClusterVAE: one-step clustering on MNIST / Fashion-MNIST vs k-means (accuracy, Hungarian, NMI)"

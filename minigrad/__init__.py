@@ -12,8 +12,7 @@ float32 = "float32"
 float64 = "float64"
 int64 = "int64"
 __version__ = "0.1.0"
-import minigrad.nn  # noqa: E402,F401  (binds mg.nn to the layer package; `import *` above brought in ops.nn)
-from minigrad import optim  # noqa: E402,F401
+from minigrad import nn, optim  # noqa: E402,F401
 from minigrad.io import load, save  # noqa: E402,F401
 from minigrad import data, utils, viz  # noqa: E402,F401
 from minigrad import forward_ad, func  # noqa: E402,F401

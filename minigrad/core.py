@@ -195,21 +195,6 @@ class Tensor:
         """The same data, cut from the graph."""
         return Tensor(self.data)
 
-    def to(self, device=None, dtype=None):
-        """A copy on ``device`` and/or in ``dtype`` (differentiable; self when nothing changes)."""
-        out = self
-        if dtype is not None and backend.as_dtype(dtype) != self.dtype:
-            out = out.astype(dtype)
-        if device is not None and backend.parse_device(device) != self.device:
-            out = _ops.to_device(out, device)
-        return out
-
-    def cpu(self):
-        return self.to("cpu")
-
-    def cuda(self, index=0):
-        return self.to(f"cuda:{index}")
-
     def retain_grad(self):
         """Keep ``.grad`` on this non-leaf tensor after backward."""
         self._retains_grad = True
@@ -377,7 +362,9 @@ def _checked_array(data):
     return data
 
 
-_constants = {}  # (type, value, dtype, device) -> read-only Tensor: `x * 2.0` makes no new array each time
+# (type, value, dtype, device) -> read-only Tensor: `x * 2.0` makes no new array each time. Fast path: without
+# it a 50,000-op chain of `* 1.0001` and `+ 0.5` (forward and backward) takes 1.20x as long (benchmarks/fast_paths.py).
+_constants = {}
 
 
 def _scalar_tensor(value, like):
@@ -421,24 +408,34 @@ def as_tensor(value, like=None):
     return Tensor(backend.asarray(value, device=backend.device_of(data)))
 
 
-class Edge:
-    """What the graph keeps of an input whose values backward does not read: its place in the graph
-    (creator, output index), shape and dtype — not its array, which is freed as soon as the user drops it."""
+def as_tensors(*values):
+    """``values`` as Tensors; Python scalars and arrays take the dtype and device of the first Tensor among them."""
+    like = next((v for v in values if isinstance(v, Tensor)), None)
+    return [v if isinstance(v, Tensor) else as_tensor(v, like) for v in values]
 
-    __slots__ = ("creator", "index", "generation", "_requires_grad", "shape", "dtype")
+
+# ---- the graph: a call becomes a node --------------------------------------------------------------------
+class Edge:
+    """Where the gradient of an input goes: ``node`` is the Function that made the input (``index`` says which
+    of its outputs) or, for a leaf, the leaf Tensor itself (``index`` 0); ``shape`` and ``dtype`` are what the
+    gradient must have. An edge to an intermediate result holds no array: the result is freed once nothing else
+    (the user, a ``save_for_backward``) holds it."""
+
+    __slots__ = ("node", "index", "shape", "dtype")
 
     def __init__(self, t):
-        self.creator, self.index, self.generation = t.creator, t.index, t.generation
-        self._requires_grad, self.shape, self.dtype = t._requires_grad, t.data.shape, t.data.dtype
-
-    @property
-    def ndim(self):
-        return len(self.shape)
+        self.node = t if t.creator is None else t.creator
+        self.index, self.shape, self.dtype = t.index, t.data.shape, t.data.dtype
 
 
-def _key(t):
-    """Gradients are keyed by graph position: (creator, output index) for results, identity for leaves."""
-    return id(t) if t.creator is None else (id(t.creator), t.index)
+class SavedOutput:
+    """An output that backward reads, kept as its array: holding the output Tensor itself would make a cycle
+    (output -> creator -> output). ``Function.saved_tensors`` turns it back into the output's graph node."""
+
+    __slots__ = ("index", "data")
+
+    def __init__(self, index, data):
+        self.index, self.data = index, data
 
 
 def _forward_got_tensor(fn, error):
@@ -447,33 +444,46 @@ def _forward_got_tensor(fn, error):
     return (f"{type(fn).__name__}.forward met a Tensor ({error}): forward receives NumPy/CuPy arrays and must return "
             f"arrays (compute with xp = minigrad.backend.get_array_module(x), not minigrad ops; keep Tensors "
             f"for backward). Unlike torch.autograd.Function there is no ctx and no .apply: call the op, "
-            f"{type(fn).__name__}(...)(x), and read inputs in backward as self.inputs")
+            f"{type(fn).__name__}(...)(x); in forward name what backward reads with self.save_for_backward(...) "
+            f"and read it in backward from self.saved_tensors")
 
 
 class Function:
     """Base class of every op: ``forward`` on arrays, ``backward`` on Tensors.
 
-    Subclass it for your own op. In ``backward(self, *grad_outputs)`` the input Tensors are ``self.inputs``
-    and the outputs ``self.output(i)`` (set ``saves_output = True`` to use them); return one gradient (or
-    None) per input. Write it with minigrad ops and higher derivatives come for free.
+    Subclass it for your own op. In ``forward``, hand ``self.save_for_backward(...)`` the arrays that backward
+    reads: inputs as forward got them, outputs as it returns them, or any other array (kept as a constant).
+    ``backward(self, *grad_outputs)`` gets them back from ``self.saved_tensors`` as Tensors (inputs and outputs
+    as their graph nodes), reads ``self.needs_input_grad[i]`` and returns one gradient (or None) per input.
+    Write backward with minigrad ops and higher derivatives come for free.
     """
 
-    inputs = None
-    generation = 0
     differentiable_backward = True  # fused ops whose backward works on raw arrays set False
-    needs_input_data = True  # False: backward reads only shapes; "other": input i only if another needs grad
-    saves_output = False  # True when backward reads self.output(i): the output array is then kept
-    epoch = 0  # the in-place epoch when the op ran (set when it is recorded)
+    needs_input_grad = ()  # per input: does it want a gradient? Set before forward runs, so forward saves only
+    #                        what the gradients that will be asked for need
+    edges = None  # per input, its Edge or None when it wants no gradient; None before the call and once freed
+    saved = ()  # what backward reads, as save_for_backward named it
+    saves_outputs = False  # True when some saved entry is an output (then rebuilt on demand, see SavedOutput)
+    generation = 0  # the largest generation among the inputs (its outputs get one more): backward runs newest first
+    epoch = 0  # the in-place epoch when the op ran (set when it is recorded): see _check_versions
 
     def __call__(self, *inputs):
         for x in inputs:
             if not isinstance(x, Tensor):
-                like = next((t for t in inputs if isinstance(t, Tensor)), None)
-                inputs = [t if isinstance(t, Tensor) else as_tensor(t, like) for t in inputs]
+                inputs = as_tensors(*inputs)
                 break
         xs = [x.data for x in inputs]
         if len(xs) > 1 and backend.multi_device:
             _check_devices(self, xs)
+        if _grad_enabled():
+            needs = tuple([x._requires_grad for x in inputs])
+            if len(needs) <= 4:
+                # One shared tuple per pattern: without it a graph node takes 1.10x the memory (fast_paths.py).
+                needs = _flags.setdefault(needs, needs)
+            record = True in needs
+        else:
+            needs, record = (False,) * len(xs), False
+        self.needs_input_grad = needs
         try:
             if xs and xs[0].__class__ is not _ndarray and backend.multi_device:
                 with backend.device_scope(xs[0]):  # kernels and new arrays on the inputs' device, not the current one
@@ -488,49 +498,58 @@ class Function:
             raise TypeError(_forward_got_tensor(self, e)) from e
         if _anomaly():
             _check_finite(self, [o.data for o in outputs], "forward")
-        args = inputs
-        if _grad_enabled():
-            gen, wanting = -1, 0
-            for x in inputs:
-                if x._requires_grad:
-                    wanting += 1
-                    if x.generation > gen:
-                        gen = x.generation
-            if gen >= 0:
-                need = self.needs_input_data
-                if need is not True:  # keep an intermediate only if backward reads it (Edge otherwise)
-                    inputs = [x if x.creator is None or (need and wanting > x._requires_grad) else Edge(x)
-                              for x in inputs]
-                self.inputs = inputs
-                self.generation = gen
-                self.epoch = _epoch[0]
-                for i, o in enumerate(outputs):
-                    o._requires_grad = o.data.dtype.kind == "f"
-                    o.creator = self
-                    o.generation = gen + 1
-                    o.index = i
-                self.outputs = [_weakref(o) for o in outputs]
-                if self.saves_output:
-                    self.saved = [o.data for o in outputs]
-                if not single:
-                    self.output_meta = [(o.shape, o.dtype) for o in outputs]
-                if _anomaly():
-                    self.trace = _user_frame()
+        if record:
+            self._record(inputs, xs, (ys,) if single else ys, outputs)
         if _forward_levels():  # forward mode: the outputs' tangents by self.jvp (in any grad mode), after
-            _Config.push_tangents(self, args, outputs)  # the graph is recorded, so the tangents are in it too
+            _Config.push_tangents(self, inputs, outputs)  # the graph is recorded, so the tangents are in it too
         return outputs[0] if single else tuple(outputs)
 
-    def output(self, i=0):
-        """The i-th output as a graph node (rebuilt from the saved array if the user dropped it)."""
-        o = self.outputs[i]()
+    def _record(self, inputs, xs, ys, outputs):
+        """Make this call a node of the graph: an Edge to each input that wants a gradient, this Function as the
+        creator of every output, and what forward asked to save resolved against the inputs and outputs."""
+        self.edges = [Edge(x) if need else None for x, need in zip(inputs, self.needs_input_grad)]
+        self.generation = gen = max([x.generation for x in inputs])
+        self.epoch = _epoch[0]
+        for i, o in enumerate(outputs):
+            o._requires_grad = o.data.dtype.kind == "f"
+            o.creator, o.generation, o.index = self, gen + 1, i
+        self.outputs = [_weakref(o) for o in outputs]
+        if len(outputs) > 1:
+            self.output_meta = [(o.shape, o.dtype) for o in outputs]
+        if self.saved:
+            self.saved = tuple([a if a is None else _pack(self, a, inputs, xs, ys, outputs) for a in self.saved])
+        if _anomaly():
+            self.trace = _user_frame()
+
+    def save_for_backward(self, *arrays):
+        """Name the arrays backward reads (None for a slot not needed this time); call it in ``forward``."""
+        self.saved = arrays
+
+    @property
+    def saved_tensors(self):
+        """What ``save_for_backward`` named, as Tensors: inputs and outputs as their graph nodes."""
+        if self.edges is None:
+            raise _freed(self)
+        if not self.saves_outputs:
+            return self.saved
+        return tuple(self._output(s) if s.__class__ is SavedOutput else s for s in self.saved)
+
+    def _output(self, saved):
+        """The output as a graph node: the user's Tensor if it is still alive, else rebuilt from its array."""
+        o = self.outputs[saved.index]()
         if o is None:
-            if not self.saves_output:
-                raise RuntimeError(f"{type(self).__name__}.backward reads its output, which was freed: "
-                                   "set saves_output = True on the class")
-            o = Tensor(self.saved[i])
-            o.creator, o.index, o.generation, o._requires_grad = self, i, self.generation + 1, True
-            o._fw = self.__dict__.get("saved_tangents", (None,) * (i + 1))[i]
+            o = Tensor(saved.data)
+            o.creator, o.index, o.generation, o._requires_grad = self, saved.index, self.generation + 1, True
+            o._fw = self.__dict__.get("saved_tangents", {}).get(saved.index)  # forward mode over this backward
         return o
+
+    def input_shape(self, i):
+        """The shape of input ``i``, which its gradient must have (known for every input that wants one)."""
+        return self.edges[i].shape
+
+    def release(self):
+        """Drop what backward needed (saved arrays, edges, outputs): the graph behind this node can be freed."""
+        self.saved, self.edges, self.outputs = (), None, ()
 
     def forward(self, *xs):
         raise NotImplementedError(f"{type(self).__name__}.forward is not written")
@@ -539,13 +558,34 @@ class Function:
         raise NotImplementedError(f"{type(self).__name__}.backward is not written")
 
     def jvp(self, *tangents):
-        """Forward mode: the output tangent(s) for the input tangents (None: no tangent), with the inputs at
-        ``self.inputs`` and outputs at ``self.output(i)`` as in backward."""
+        """Forward mode: the output tangent(s) for the input tangents (None: no tangent). It runs right after
+        ``forward``, with the inputs at ``self.inputs`` and the outputs at ``self.output(i)``, as Tensors."""
         raise NotImplementedError(f"{type(self).__name__} has no forward-mode rule (jvp), so forward mode "
                                   "(minigrad.func.jvp, jacfwd, hessian, hvp) cannot pass through it")
 
+    def output(self, i=0):
+        """In ``jvp``: the i-th output of this call."""
+        return self.jvp_outputs[i]
+
     def __repr__(self):
         return f"<{type(self).__name__}>"
+
+
+_flags = {}  # needs_input_grad patterns of up to 4 inputs (at most 30 tuples)
+
+
+def _pack(f, a, inputs, xs, ys, outputs):
+    """One saved array as backward will see it: the input Tensor it is (``xs`` are the inputs' arrays), an output
+    (``ys`` as forward returned them: a 0-d result may be a NumPy scalar that the output Tensor wraps anew), or a
+    constant Tensor."""
+    for x, t in zip(xs, inputs):
+        if a is x:
+            return t
+    for i, y in enumerate(ys):
+        if a is y:
+            f.saves_outputs = True
+            return SavedOutput(i, outputs[i].data)
+    return Tensor(a)
 
 
 def on_inputs_device(fn):
@@ -564,7 +604,7 @@ def on_inputs_device(fn):
 
 def _check_devices(f, xs):
     """All inputs on one device (only called when a device besides the host exists)."""
-    if all(x.__class__ is _ndarray for x in xs) or len({backend.device_of(x) for x in xs}) == 1:
+    if len({backend.device_of(x) for x in xs}) == 1:
         return
     devices = ", ".join(f"input {i}: {backend.device_of(x)} {tuple(x.shape)}" for i, x in enumerate(xs))
     raise RuntimeError(f"{type(f).__name__} got inputs on different devices ({devices}); move them with .to(device)")
@@ -602,17 +642,14 @@ def _freed(f):
 
 
 def _check_versions(f):
-    """Raise when a tensor that ``f.backward`` reads was changed in place after ``f`` ran (called only when some
-    tensor was changed in place since then)."""
-    need = f.needs_input_data
-    stale = []
-    if need:  # True: backward reads every input; "other": input i only if another input needs grad
-        wanting = sum(x._requires_grad for x in f.inputs)
-        stale = [(f"input {i}", x) for i, x in enumerate(f.inputs) if isinstance(x, Tensor)
-                 and getattr(x, "_vstamp", 0) > f.epoch and (need is True or wanting > x._requires_grad)]
-    if f.saves_output:
-        outputs = [(f"output {i}", o()) for i, o in enumerate(f.outputs)]
-        stale += [(w, o) for w, o in outputs if o is not None and getattr(o, "_vstamp", 0) > f.epoch]
+    """Raise when a tensor that ``f.backward`` reads (what it saved) was changed in place after ``f`` ran
+    (called only when some tensor was changed in place since then)."""
+    stale = [(f"saved tensor {k}", s) for k, s in enumerate(f.saved)
+             if isinstance(s, Tensor) and getattr(s, "_vstamp", 0) > f.epoch]
+    for s in f.saved:
+        o = f.outputs[s.index]() if s.__class__ is SavedOutput else None
+        if o is not None and getattr(o, "_vstamp", 0) > f.epoch:
+            stale.append((f"output {s.index}", o))
     if stale:
         where, t = stale[0]
         name = f" {t.name!r}" if isinstance(t.name, str) else ""
@@ -622,15 +659,7 @@ def _check_versions(f):
                            "the loss after the change (e.g. call backward before optimizer.step()), or change a copy")
 
 
-def _backward_unchecked(f, gys):
-    """Anomaly mode judges what ``f.backward`` returns (checked below), not the ops it runs inside."""
-    _anomaly_var.set(False)
-    try:
-        return f.backward(*gys)
-    finally:
-        _anomaly_var.set(True)
-
-
+# ---- gradient hooks on leaves ----------------------------------------------------------------------------
 _grad_hooks = {}  # id(leaf Tensor) -> (weak reference to it, its post-accumulate-grad hooks)
 
 
@@ -660,17 +689,18 @@ def _hooked_leaves(roots):
     last, stack, seen = {}, [r.creator for r in roots if r.creator is not None], set()
     while stack:
         f = stack.pop()
-        if id(f) in seen or f.inputs is None:
+        if id(f) in seen or f.edges is None:
             continue
         seen.add(id(f))
         key = (-f.generation, id(f))
-        for x in f.inputs:
-            if not x._requires_grad:
+        for edge in f.edges:
+            if edge is None:
                 continue
-            if x.creator is not None:
-                stack.append(x.creator)
-            elif id(x) in _grad_hooks and (id(x) not in last or last[id(x)][0] < key):
-                last[id(x)] = (key, x)
+            node = edge.node
+            if isinstance(node, Function):
+                stack.append(node)
+            elif id(node) in _grad_hooks and (id(node) not in last or last[id(node)][0] < key):
+                last[id(node)] = (key, node)
     return sorted(last.values(), key=lambda kx: kx[0], reverse=True)
 
 
@@ -678,7 +708,7 @@ def _flush_ready(hooked, grads, before, taken):
     """Move complete leaf gradients into ``.grad`` and call their hooks (all remaining when ``before`` is None)."""
     while hooked and (before is None or hooked[-1][0] < before):
         t = hooked.pop()[1]
-        entry = grads.pop(id(t), None)
+        entry = grads.pop(graph_key(t), None)
         if entry is None:
             continue
         if t.grad is None:
@@ -690,38 +720,61 @@ def _flush_ready(hooked, grads, before, taken):
             hook(t)
 
 
+def _own_grad(g, taken):
+    """``g`` as a tensor's first ``.grad``: its own writable array (users clip gradients in place), copied only
+    when it is a seed, another tensor's gradient, a read-only broadcast or a view of another array."""
+    a = g.data
+    if id(a) in taken or a.base is not None or not getattr(a.flags, "writeable", True):
+        if g.creator is not None:  # create_graph: a differentiable copy keeps the graph
+            return g * 1
+        return Tensor(backend.copy_array(a))
+    return g
+
+
+# ---- the backward walk -----------------------------------------------------------------------------------
+def graph_key(t):
+    """A tensor's place in the graph, which keys its gradient: (its creator, which output) or (itself, 0) for a
+    leaf. Two Tensor objects for one output (a user's, a rebuilt one) share it."""
+    return (id(t), 0) if t.creator is None else (id(t.creator), t.index)
+
+
 def run_backward(roots, root_grads, retain_graph, create_graph, wanted):
-    """Reverse-mode sweep from ``roots``. With ``wanted`` (a list of Tensors) return their gradients
-    instead of accumulating into the leaves' ``.grad``."""
-    grads = {}  # graph position -> [tensor or Edge, gradient]; holding the tensor keeps the key unique
-    wanted_keys = None if wanted is None else {_key(t) for t in wanted}
+    """Reverse-mode sweep from ``roots``: pop the newest Function, hand its backward the gradients of its
+    outputs, send each gradient it returns along that input's Edge. With ``wanted`` (a list of Tensors) return
+    their gradients instead of accumulating into the leaves' ``.grad``."""
+    grads = {}  # graph key -> [node, gradient]; holding the node keeps its id, hence the key, unique
+    wanted_keys = None if wanted is None else {graph_key(t) for t in wanted}
     found = {}
-    heap, seen = [], set()  # heap of (-generation, id, function): newest first, ids break ties
+    heap, queued = [], set()  # heap of (-generation, id, function): newest first, ids break ties
     hooked = _hooked_leaves(roots) if _grad_hooks and wanted is None else None
     if hooked is not None:
         _Config.callbacks = []
 
-    def push(f):
-        if f is not None and f not in seen:
-            seen.add(f)
+    def schedule(f):
+        if f not in queued:
+            queued.add(f)
             heappush(heap, (-f.generation, id(f), f))
 
     taken = {id(g.data) for g in root_grads}  # arrays handed out as .grad, and the seeds: never give one twice
     for r, g in zip(roots, root_grads):
         if g.shape != r.shape:
             raise RuntimeError(f"grad of shape {g.shape} given for an output of shape {r.shape}")
-        if _accumulate(grads, r, g):
-            push(r.creator)
+        node = r if r.creator is None else r.creator
+        entry = grads.setdefault(graph_key(r), [node, None])
+        entry[1] = g if entry[1] is None else entry[1] + g
+        if r.creator is not None:
+            schedule(r.creator)
 
     anomaly = _anomaly()  # read once: only _backward_unchecked switches it, and back, during the sweep
     with _GradMode(create_graph):
         while heap:
             f = heappop(heap)[2]
+            queued.discard(f)  # every consumer of its outputs ran before it (higher generation): it is done
             if hooked and hooked[-1][0] < (-f.generation, id(f)):
                 _flush_ready(hooked, grads, (-f.generation, id(f)), taken)
-            if f.inputs is None:
+            if f.edges is None:
                 raise _freed(f)
-            if not f.differentiable_backward and _forward_levels() and _carries_tangent(f, _gys_of(f, grads)):
+            if not f.differentiable_backward and _forward_levels() and _carries_tangent(f, grads):
                 raise RuntimeError(f"{type(f).__name__} is a fused op whose backward works on raw arrays: forward "
                                    "mode cannot pass through its backward (hessian, hvp, jacfwd of a gradient). "
                                    "Use its composed version")
@@ -729,7 +782,8 @@ def run_backward(roots, root_grads, retain_graph, create_graph, wanted):
                 raise RuntimeError(f"{type(f).__name__} is a fused op whose backward works on raw arrays: it "
                                    "has no second derivative. Use its composed version for higher-order gradients "
                                    "(modules with a fused path, such as nn.GRU and nn.LSTM, take fused=False)")
-            if len(f.outputs) == 1 and wanted_keys is None:  # the common case, inline
+            # Fast path, one output: without it a 50,000-node backward takes 1.13x as long (benchmarks/fast_paths.py).
+            if len(f.outputs) == 1 and wanted_keys is None:
                 entry = grads.pop((id(f), 0), None)
                 if entry is None:
                     continue
@@ -751,37 +805,43 @@ def run_backward(roots, root_grads, retain_graph, create_graph, wanted):
                 gxs = _backward_unchecked(f, gys) if anomaly else f.backward(*gys)
             if gxs.__class__ is not tuple:
                 gxs = tuple(gxs) if isinstance(gxs, list) else (gxs,)
-            if len(gxs) != len(f.inputs):
+            if len(gxs) != len(f.edges):
                 raise RuntimeError(f"{type(f).__name__}.backward returned {len(gxs)} gradients for "
-                                   f"{len(f.inputs)} inputs")
+                                   f"{len(f.edges)} inputs")
             if anomaly:
                 _check_finite(f, [None if g is None else as_tensor(g).data for g in gxs], "backward")
-            for i, (x, gx) in enumerate(zip(f.inputs, gxs)):
-                if gx is None or not x._requires_grad:
+            for i, (edge, gx) in enumerate(zip(f.edges, gxs)):  # send each gradient along its edge
+                if gx is None or edge is None:
                     continue
                 if not isinstance(gx, Tensor):
                     gx = as_tensor(gx, gys[0])
-                if gx.data.shape != x.shape:
+                if gx.data.shape != edge.shape:
                     raise RuntimeError(f"{type(f).__name__}.backward returned a gradient of shape {gx.shape} "
-                                       f"for input {i} of shape {x.shape}")
-                if gx.data.dtype != x.dtype:
-                    gx = gx.astype(x.dtype)
-                if _accumulate(grads, x, gx):
-                    push(x.creator)
+                                       f"for input {i} of shape {edge.shape}")
+                if gx.data.dtype != edge.dtype:
+                    gx = gx.astype(edge.dtype)
+                key = (id(edge.node), edge.index)
+                entry = grads.get(key)
+                if entry is not None:  # another use of the same input: gradients add up
+                    entry[1] = entry[1] + gx
+                    continue
+                grads[key] = [edge.node, gx]
+                if isinstance(edge.node, Function):  # its first gradient: the node that made it will run
+                    schedule(edge.node)
             if not retain_graph:
-                f.__dict__.clear()  # drops saved arrays too; f.inputs is None again (class default)
+                f.release()
 
     if wanted is not None:
         return [found[k] if k in found else (grads[k][1] if k in grads else None)
-                for k in (_key(t) for t in wanted)]
+                for k in (graph_key(t) for t in wanted)]
     if hooked is not None:
         _flush_ready(hooked, grads, None, taken)
-    for t, g in grads.values():
-        if t.creator is None and t._requires_grad:
-            if t.grad is not None:
-                t.grad = t.grad + g
+    for node, g in grads.values():
+        if isinstance(node, Tensor) and node._requires_grad:
+            if node.grad is not None:
+                node.grad = node.grad + g
                 continue
-            t.grad = g = _own_grad(g, taken)
+            node.grad = g = _own_grad(g, taken)
             taken.add(id(g.data))
     if hooked is not None:
         callbacks, _Config.callbacks = _Config.callbacks, None
@@ -790,42 +850,16 @@ def run_backward(roots, root_grads, retain_graph, create_graph, wanted):
     return None
 
 
-def _gys_of(f, grads):
-    """The gradients already gathered for ``f``'s outputs (to look at, not to take)."""
-    return [e[1] for e in (grads.get((id(f), i)) for i in range(len(f.outputs))) if e is not None]
-
-
-def _carries_tangent(f, gys):
-    """Whether an input or output gradient of ``f`` holds a tangent of an active forward-mode level."""
-    fws = [t._fw for t in list(f.inputs) + gys if getattr(t, "_fw", None)]
-    return any(k in fw for fw in fws for k in _forward_levels())
-
-
-def _own_grad(g, taken):
-    """``g`` as a tensor's first ``.grad``: its own writable array (users clip gradients in place), copied only
-    when it is a seed, another tensor's gradient, a read-only broadcast or a view of another array."""
-    a = g.data
-    if id(a) in taken or a.base is not None or not getattr(a.flags, "writeable", True):
-        if g.creator is not None:  # create_graph: a differentiable copy keeps the graph
-            return _ops.mul(g, 1)
-        return Tensor(backend.copy_array(a))
-    return g
-
-
-def _accumulate(grads, t, g):
-    """Add ``g`` to the gradient at ``t``'s graph position; True when it is the first (schedule its creator)."""
-    key = _key(t)
-    entry = grads.get(key)
-    if entry is None:
-        grads[key] = [t, g]
-        return True
-    entry[1] = entry[1] + g
-    return False
+def _carries_tangent(f, grads):
+    """Whether a saved input or an output gradient of ``f`` holds a tangent of an active forward-mode level."""
+    ts = [s for s in f.saved if isinstance(s, Tensor)]
+    ts += [e[1] for e in (grads.get((id(f), i)) for i in range(len(f.outputs))) if e is not None]
+    return any(k in t._fw for t in ts if t._fw for k in _forward_levels())
 
 
 def _output_grads(f, grads, wanted_keys, found, to_leaves, taken):
     """The gradients of ``f``'s outputs, taken out of ``grads`` (zeros for an output that got none;
-    None when none did)."""
+    None when none did). A wanted output's gradient is noted in ``found``; a retained one goes to its ``.grad``."""
     fid, gys = id(f), []
     for i in range(len(f.outputs)):
         entry = grads.pop((fid, i), None)
@@ -850,6 +884,15 @@ def _output_grads(f, grads, wanted_keys, found, to_leaves, taken):
         with backend.device_scope(ref):
             gys = [g if g is not None else Tensor(xp.zeros(s, d)) for g, (s, d) in zip(gys, f.output_meta)]
     return gys
+
+
+def _backward_unchecked(f, gys):
+    """Anomaly mode judges what ``f.backward`` returns (checked above), not the ops it runs inside."""
+    _anomaly_var.set(False)
+    try:
+        return f.backward(*gys)
+    finally:
+        _anomaly_var.set(True)
 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=False):
@@ -884,6 +927,3 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
                 raise RuntimeError(f"input {i} (shape {t.shape}) is not used in the graph of the outputs; "
                                    "pass allow_unused=True to get None for it")
     return tuple(result)
-
-
-from minigrad import ops as _ops  # noqa: E402  (ops import Tensor and Function from this module)

@@ -10,8 +10,6 @@ Levels nest: each has a number larger than those around it. A level-k tangent is
 outer levels (< k) active, so it carries their tangents (the mixed terms an outer level needs) and never its
 own (no perturbation confusion).
 """
-from weakref import ref as _weakref
-
 from minigrad import backend
 from minigrad.core import Function, Tensor, _Config, _forward_levels, _forward_var, as_tensor
 from minigrad.ops.shape import broadcast_to
@@ -91,9 +89,7 @@ def _push_tangents(f, inputs, outputs):
     fws = [x._fw for x in inputs]
     if not any(fws):
         return
-    d = f.__dict__
-    saved = d.get("inputs"), d.get("outputs")
-    f.inputs, f.outputs = inputs, [_weakref(o) for o in outputs]
+    f.inputs, f.jvp_outputs = tuple(inputs), outputs
     try:
         for n, k in enumerate(levels):
             txs = [fw.get(k) if fw else None for fw in fws]
@@ -116,13 +112,9 @@ def _push_tangents(f, inputs, outputs):
                 o._fw = {} if o._fw is None else o._fw
                 o._fw[k] = t
     finally:
-        d.pop("inputs", None), d.pop("outputs", None)
-        if saved[0] is not None:
-            d["inputs"] = saved[0]
-        if saved[1] is not None:
-            d["outputs"] = saved[1]
-    if f.saves_output:  # backward may rebuild an output from its array: it gets these tangents back
-        f.saved_tangents = [o._fw for o in outputs]
+        del f.inputs, f.jvp_outputs
+    if f.edges is not None:  # backward may rebuild an output from its array: it gets these tangents back
+        f.saved_tangents = {i: o._fw for i, o in enumerate(outputs)}
 
 
 def _fit(f, i, t, o):

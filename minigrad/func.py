@@ -79,15 +79,16 @@ def _reaches_outer(outs, own):
     stack, seen = [o.creator for o in outs if o.creator is not None], set()
     while stack:
         f = stack.pop()
-        if id(f) in seen or f.inputs is None:
+        if id(f) in seen or f.edges is None:
             continue
         seen.add(id(f))
-        for x in f.inputs:
-            if x._requires_grad:
-                if x.creator is not None:
-                    stack.append(x.creator)
-                elif id(x) not in own:
-                    return True
+        for e in f.edges:  # an edge per input that wants a gradient
+            if e is None:
+                continue
+            if not isinstance(e.node, Tensor):
+                stack.append(e.node)
+            elif id(e.node) not in own:
+                return True
     return False
 
 

@@ -1,7 +1,8 @@
 """Neural-network ops in one namespace (``import minigrad.functional as F``), as in ``torch.nn.functional``."""
-from minigrad.ops.elementwise import elu, gelu, leaky_relu, relu, sigmoid, softplus, tanh  # noqa: F401
-from minigrad.ops.nn import (binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy,  # noqa: F401
-                             l1_loss, log_softmax, mse_loss, nll_loss, softmax)
+from minigrad.ops.elementwise import elu, gelu, leaky_relu, relu, sigmoid, softplus, tanh, where  # noqa: F401
+from minigrad.ops.loss import (binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy,  # noqa: F401
+                               l1_loss, mse_loss, nll_loss)
+from minigrad.ops.reduction import log_softmax, softmax  # noqa: F401
 from minigrad.ops.linalg import linear  # noqa: F401
 from minigrad.ops.shape import pad  # noqa: F401
 
@@ -40,7 +41,6 @@ def dropout(input, p=0.5, training=True, inplace=False):
 def embedding(input, weight, padding_idx=None):
     """Rows of ``weight`` (num_embeddings, embedding_dim) picked by the integer ``input``; positions equal
     to ``padding_idx`` pass no gradient to the table."""
-    from minigrad.ops.elementwise import where
     w = _as_tensor(weight)
     idx = input.data if isinstance(input, _Tensor) else w.xp.asarray(input)
     if idx.dtype.kind not in "iu":

@@ -23,6 +23,7 @@ import numpy as np
 
 from minigrad import backend
 from minigrad.core import Tensor
+from minigrad.nn.module import Parameter
 
 MAGIC = "minigrad-checkpoint"
 VERSION = 1
@@ -301,7 +302,6 @@ def _decode(node, arrays, depth, path):
         return backend.to_numpy(a)[()]
     if kind == "tensor":
         if node.get("parameter"):
-            from minigrad.nn.module import Parameter
             t = Parameter(a, requires_grad=node["requires_grad"])
         else:
             t = Tensor(a, requires_grad=node["requires_grad"])

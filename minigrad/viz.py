@@ -1,7 +1,9 @@
 """Draw the recorded graph of a tensor as Graphviz DOT: boxes are Functions, ellipses are tensors.
 
-The graph is what autograd keeps: each tensor's ``creator`` Function and that Function's ``inputs``, so the
-walk goes from the output back to the leaves; edges are drawn in data-flow direction (inputs above outputs).
+The graph is what autograd keeps: each tensor's ``creator`` Function and that Function's ``edges`` (one for each
+input that wants a gradient: the Function that made it, or the leaf itself), so the walk goes from the output
+back to the leaves; arrows are drawn in data-flow direction (inputs above outputs). An input that needs no
+gradient (data, a constant) is not part of the graph, so it is not drawn.
 """
 import shutil
 import subprocess
@@ -9,7 +11,7 @@ import subprocess
 import numpy as np
 
 from minigrad import backend
-from minigrad.core import Tensor, _key
+from minigrad.core import Edge, Tensor, graph_key
 
 COLORS = {"parameter": "#a6cee3", "input": "#fdbf6f", "constant": "#e0e0e0", "output": "#b2df8a",
           "tensor": "#ffffff", "function": "#f0f0f0"}
@@ -29,11 +31,17 @@ def _quote(text):
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
+def _key(t):
+    return (id(t.node), t.index) if isinstance(t, Edge) else graph_key(t)
+
+
 def _live(t):
-    """The Tensor behind an Edge while the user still holds it (for its name, device and grad)."""
-    if isinstance(t, Tensor) or t.creator is None:
+    """The Tensor an Edge leads to while someone still holds it (for its name, device and grad), else the Edge."""
+    if isinstance(t, Tensor):
         return t
-    outputs = getattr(t.creator, "outputs", None)
+    if isinstance(t.node, Tensor):
+        return t.node
+    outputs = getattr(t.node, "outputs", None)
     o = outputs[t.index]() if outputs else None
     return t if o is None else o
 
@@ -41,7 +49,7 @@ def _live(t):
 def _role(t, output, names):
     if _key(t) == _key(output):
         return "output"
-    if t.creator is not None:
+    if isinstance(t, Edge) or t.creator is not None:
         return "tensor"
     if id(t) in names or type(t).__name__ == "Parameter":
         return "parameter"
@@ -62,16 +70,16 @@ def to_dot(tensor, show_grad_norms=False, params=None):
     """DOT text of the graph that produced ``tensor``.
 
     ``params`` (a Module, a dict or ``named_parameters()``) names parameter ellipses; otherwise a tensor's
-    ``name`` is shown. Colours: parameters blue, other leaves that require grad orange, constants grey, the
-    output green. ``show_grad_norms`` adds the L2 norm of ``.grad`` where there is one (call
-    ``backward(retain_graph=True)`` first, or the graph behind the output is already freed).
+    ``name`` is shown. Colours: parameters blue, other leaves that require grad orange, the output green.
+    ``show_grad_norms`` adds the L2 norm of ``.grad`` where there is one (call ``backward(retain_graph=True)``
+    first, or the graph behind the output is already freed).
     """
     if not isinstance(tensor, Tensor):
         raise TypeError(f"to_dot expects a Tensor, got {type(tensor).__name__}")
     names = _param_names(params)
     ids, done, nodes, edges = {}, set(), [], []
 
-    def nid(obj, prefix):  # tensors by graph position: an intermediate may be held as an Edge, not itself
+    def nid(obj, prefix):  # tensors by graph position: an intermediate may be known only by its Edge
         key = _key(obj) if prefix == "t" else id(obj)
         return ids.setdefault(key, f"{prefix}{len(ids)}")
 
@@ -83,18 +91,19 @@ def to_dot(tensor, show_grad_norms=False, params=None):
         done.add(_key(t))
         nodes.append(f"  {nid(t, 't')} [shape=ellipse, fillcolor={_quote(COLORS[_role(t, tensor, names)])}, "
                      f"label={_quote(_tensor_label(t, names, show_grad_norms))}];")
-        f = t.creator
+        f = t.node if isinstance(t, Edge) else t.creator  # an Edge still here leads to a Function's output
         if f is None:
             continue
         edges.append(f"  {nid(f, 'f')} -> {nid(t, 't')};")
         if id(f) in done:
             continue
         done.add(id(f))
-        label = type(f).__name__ + ("\n(freed by backward;\nuse retain_graph=True)" if f.inputs is None else "")
+        label = type(f).__name__ + ("\n(freed by backward;\nuse retain_graph=True)" if f.edges is None else "")
         nodes.append(f"  {nid(f, 'f')} [shape=box, fillcolor={_quote(COLORS['function'])}, label={_quote(label)}];")
-        for x in f.inputs or ():
-            edges.append(f"  {nid(x, 't')} -> {nid(f, 'f')};")
-        stack.extend(reversed(f.inputs or ()))  # first input popped first: drawn leftmost
+        inputs = [e for e in f.edges or () if e is not None]
+        for e in inputs:
+            edges.append(f"  {nid(e, 't')} -> {nid(f, 'f')};")
+        stack.extend(reversed(inputs))  # first input popped first: drawn leftmost
     head = ["digraph minigrad {", "  rankdir=TB;",
             '  node [style=filled, fontname="Helvetica", fontsize=10];', '  edge [arrowsize=0.7];']
     return "\n".join(head + nodes + edges + ["}"]) + "\n"

@@ -11,13 +11,10 @@ import math
 import minigrad as mg
 import minigrad.functional as F
 from minigrad import backend, nn
+from minigrad.backend import get_array_module
 from minigrad.core import Function, Tensor, as_tensor, on_inputs_device
 from minigrad.forward_ad import raw_tangent
-from minigrad.ops.shape import _sum_to_array
-
-
-def _xp(a):
-    return backend.get_array_module(a)
+from minigrad.ops import array_math
 
 
 # ---- masks, dropout and argument checks shared by the fused and the composed attention --------------------------
@@ -28,12 +25,6 @@ def _allowed(mask, causal, Tq, Tk, xp):
         tri = xp.tri(Tq, Tk, dtype=bool)
         return tri if mask is None else mask & tri
     return mask
-
-
-def _rowmax(s):
-    """max over the last axis; on the host ``fmax.reduce`` (no NaN bookkeeping) is about 4× faster than max."""
-    xp = _xp(s)
-    return xp.fmax.reduce(s, axis=-1, keepdims=True) if xp is backend.np else s.max(axis=-1, keepdims=True)
 
 
 def _draw_seed(device):
@@ -100,7 +91,8 @@ class ScaledDotProductAttention(Function):
     Backward with P the softmax, K̃ the dropout multiplier, Pd = P ⊙ K̃, G = ∂L/∂O:
         ∂V = Pdᵀ G,   dP = (G Vᵀ) ⊙ K̃,   ∂S = P ⊙ (dP − rowsum(dP ⊙ P)),   ∂Q = c ∂S K,   ∂K = c ∂Sᵀ Q.
     Saved: q, k, v and either P or only its log-sum-exp (``recompute=True``: P is rebuilt in backward);
-    the dropout mask packed to one bit per weight.
+    the dropout mask packed to one bit per weight. The softmax is computed in place on the scores, shifted by
+    ``array_math.max_shift``; a query that may attend nowhere gets all-zero weights.
     """
 
     differentiable_backward = False
@@ -110,7 +102,7 @@ class ScaledDotProductAttention(Function):
         self.dropout_p, self.seed, self.recompute = dropout_p, seed, recompute
 
     def _scores(self, q, k):
-        xp = _xp(q)
+        xp = get_array_module(q)
         s = xp.matmul(q, xp.swapaxes(k, -1, -2))
         if s.shape != self.shape:  # v's batch axes can be wider than those of q and k
             s = xp.broadcast_to(s, self.shape).copy()
@@ -120,11 +112,9 @@ class ScaledDotProductAttention(Function):
         return s
 
     def forward(self, q, k, v):
-        xp = _xp(q)
+        xp = get_array_module(q)
         p = self._scores(q, k)
-        m = _rowmax(p)
-        if self.allowed is not None:
-            m = xp.where(xp.isfinite(m), m, 0)  # a fully masked row has max −inf
+        m = array_math.max_shift(p, -1)  # 0 on a fully masked row, whose max is −inf
         p -= m
         xp.exp(p, out=p)
         total = p.sum(axis=-1, keepdims=True)
@@ -133,9 +123,10 @@ class ScaledDotProductAttention(Function):
             nonempty = total > 0
             total = xp.where(nonempty, total, 1)  # fully masked rows stay all-zero instead of 0/0
         p /= total
+        packed_keep = None
         if self.dropout_p:
             keep, kept_scale = _keep(self.seed, p.shape, self.dropout_p, xp)
-            self.packed_keep = xp.packbits(keep.ravel())  # one bit per weight
+            packed_keep = xp.packbits(keep.ravel())  # one bit per weight
             o = xp.matmul(p * keep, v)
             o *= kept_scale  # scale the small (Tq, dv) result, not the (Tq, Tk) weights
         else:
@@ -144,29 +135,28 @@ class ScaledDotProductAttention(Function):
             lse = m + xp.log(total)
             if nonempty is not None:  # lse = +inf on fully masked rows makes exp(s − lse) = 0 there
                 lse = xp.where(nonempty, lse, xp.inf)
-            self.lse = lse.astype(p.dtype, copy=False)
+            self.save_for_backward(q, k, v, None, lse.astype(p.dtype, copy=False), packed_keep)
         else:
-            self.p = p
+            self.save_for_backward(q, k, v, p, None, packed_keep)
         return o
 
     def backward(self, go):
-        xp = _xp(go.data)
-        (q, k, v), g = (t.data for t in self.inputs), go.data
+        xp = get_array_module(go.data)
+        q, k, v, p, lse, packed_keep = (None if t is None else t.data for t in self.saved_tensors)
+        g = go.data
         if self.recompute:
             p = self._scores(q, k)
-            p -= self.lse
+            p -= lse
             xp.exp(p, out=p)
-        else:
-            p = self.p
         keep = None
         if self.dropout_p:
-            keep = xp.unpackbits(self.packed_keep)[:p.size].reshape(p.shape).view(bool)
+            keep = xp.unpackbits(packed_keep)[:p.size].reshape(p.shape).view(bool)
             g = g * _keep_scale(self.dropout_p)  # dP = (G Vᵀ) ⊙ K̃ with K̃ = keep·scale: scale the small G instead
-        need_q, need_k, need_v = (t._requires_grad for t in self.inputs)
+        need_q, need_k, need_v = self.needs_input_grad
         gv = buf = None
         if need_v:
             pd = p if keep is None else p * keep
-            gv = Tensor(_sum_to_array(xp.matmul(xp.swapaxes(pd, -1, -2), g), v.shape))
+            gv = Tensor(array_math.sum_to(xp.matmul(xp.swapaxes(pd, -1, -2), g), v.shape))
             buf = pd if keep is not None else None  # reuse the (Tq, Tk) buffer: fresh pages are not free
         if not (need_q or need_k):
             return None, None, gv
@@ -179,24 +169,23 @@ class ScaledDotProductAttention(Function):
         if need_q:
             gq = xp.matmul(ds, k)
             gq *= self.scale
-            gq = Tensor(_sum_to_array(gq, q.shape))
+            gq = Tensor(array_math.sum_to(gq, q.shape))
         if need_k:
             gk = xp.matmul(xp.swapaxes(ds, -1, -2), q)
             gk *= self.scale
-            gk = Tensor(_sum_to_array(gk, k.shape))
+            gk = Tensor(array_math.sum_to(gk, k.shape))
         return gq, gk, gv
 
     def jvp(self, tq, tk, tv):
         """tO = (P ⊙ (tS − rowsum(P ⊙ tS)) ⊙ K̃) V + (P ⊙ K̃) tV with tS = c(tQ Kᵀ + Q tKᵀ), on raw arrays."""
         (q, k, v) = (t.data for t in self.inputs)
-        xp = _xp(q)
+        p, lse, packed_keep = (t.data if isinstance(t, Tensor) else t for t in self.saved[3:])
+        xp = get_array_module(q)
         if self.recompute:
-            p = xp.exp(self._scores(q, k) - self.lse)
-        else:
-            p = self.p
+            p = xp.exp(self._scores(q, k) - lse)
         keep = None
         if self.dropout_p:
-            keep = xp.unpackbits(self.packed_keep)[:p.size].reshape(p.shape).view(bool) * _keep_scale(self.dropout_p)
+            keep = xp.unpackbits(packed_keep)[:p.size].reshape(p.shape).view(bool) * _keep_scale(self.dropout_p)
         out = 0
         if tv is not None:
             out = out + xp.matmul(p if keep is None else p * keep, tv.data)
@@ -375,7 +364,7 @@ def sinusoidal_position_encoding(positions, d_model, base=10000.0, dtype=None):
     for an array of (integer or real) positions; computed in float64, returned in ``dtype`` (float32)."""
     if d_model % 2:
         raise ValueError(f"sinusoidal_position_encoding: d_model must be even, got {d_model}")
-    xp = _xp(positions)
+    xp = get_array_module(positions)
     omega = base ** (-xp.arange(0, d_model, 2, dtype="float64") / d_model)
     angle = xp.asarray(positions, dtype="float64")[..., None] * omega
     pe = xp.stack([xp.sin(angle), xp.cos(angle)], axis=-1).reshape(angle.shape[:-1] + (d_model,))

@@ -14,6 +14,7 @@ from minigrad import backend
 from minigrad.core import Function, Tensor, as_tensor, on_inputs_device
 from minigrad.forward_ad import raw_tangent
 from minigrad.nn import Module, Parameter
+from minigrad.ops import array_math
 
 VARIANTS = ("sabour", "su", "kmeans")
 EPS = 1e-12
@@ -46,11 +47,6 @@ def _normalize_backward(x, g, eps):
     return g / r - x * ((x * g).sum(axis=-1, keepdims=True) / (r * r * r))
 
 
-def _softmax(b, axis):
-    e = backend.get_array_module(b).exp(b - b.max(axis=axis, keepdims=True))
-    return e / e.sum(axis=axis, keepdims=True)
-
-
 def _check_squash_args(c, eps):
     if not c > 0:
         raise ValueError(f"squash: c must be positive, got {c!r}")
@@ -69,10 +65,12 @@ class Squash(Function):
         self.axis, self.c, self.eps = axis, c, eps
 
     def forward(self, x):
+        self.save_for_backward(x)
         return _squash(x, self.c, self.eps, self.axis)
 
     def backward(self, gy):
-        return Tensor(_squash_backward(self.inputs[0].data, gy.data, self.c, self.eps, self.axis))
+        x, = self.saved_tensors
+        return Tensor(_squash_backward(x.data, gy.data, self.c, self.eps, self.axis))
 
     def jvp(self, tx):
         """The Jacobian h(q)·I + 2h'(q)·x xᵀ is symmetric, so the tangent is the backward's map applied to tx."""
@@ -135,23 +133,24 @@ class DynamicRouting(Function):
         B, I, J, D = u_hat.shape
         uT = xp.ascontiguousarray(u_hat.transpose(0, 2, 1, 3))   # (B, J, I, D)
         b = xp.zeros((B, J, I), dtype=u_hat.dtype)
-        self.cs, self.ss, self.vs = [], [], []
+        cs, ss, vs = [], [], []
         for t in range(self.T):
-            cc = _softmax(b, axis=1)                               # over out_caps j
+            cc = array_math.softmax(b, axis=1)                     # over out_caps j
             s = (cc[:, :, None, :] @ uT)[:, :, 0, :]               # s_j = Σ_i c_ij û_ij
-            self.cs.append(cc)
-            self.ss.append(s)
+            cs.append(cc)
+            ss.append(s)
             if t == self.T - 1:
                 break
             v = _normalize(s, self.eps) if self.variant == "kmeans" else _squash(s, self.c, self.eps)
             a = (uT @ v[..., None])[..., 0]                        # a_ij = ⟨û_ij, v_j⟩
             b = b + a if self.variant == "sabour" else a
-            self.vs.append(v)
-        self.uT = uT
-        return _squash(self.ss[-1], self.c, self.eps)
+            vs.append(v)
+        self.save_for_backward(uT, *cs, *ss, *vs)                 # T couplings, T sums, T − 1 outputs
+        return _squash(ss[-1], self.c, self.eps)
 
     def backward(self, gy):
-        uT, cs, ss, vs = self.uT, self.cs, self.ss, self.vs
+        uT, *saved = (t.data for t in self.saved_tensors)
+        cs, ss, vs = saved[:self.T], saved[self.T:2 * self.T], saved[2 * self.T:]
         xp = backend.get_array_module(uT)
         gs = _squash_backward(ss[-1], gy.data, self.c, self.eps)
         left, right = [cs[-1]], [gs]                               # ū_ij = Σ left_ij ⊗ right_j

@@ -14,17 +14,14 @@ fall back to an exact log-domain step when a sum underflows (scores of ±1e4 sta
 Derivation: docs/derivations/crf.md. Tests: tests/models/test_crf.py.
 """
 from minigrad import backend
+from minigrad.backend import get_array_module, ignore_float_errors
 from minigrad.core import Function, Tensor, as_tensor, no_grad, on_inputs_device
 from minigrad.forward_ad import raw_tangent
-from minigrad.ops.reduction import _quiet  # silences NumPy for the intended log(0) = −inf
+from minigrad.ops import array_math
 import minigrad as mg
 from minigrad.nn import Module, Parameter
 
 EXACT_STEPS = False  # True forces the log-domain step everywhere (slower; the tests use it to check the fallback)
-
-
-def _xp(a):
-    return backend.get_array_module(a)
 
 
 # ---- argument checks ---------------------------------------------------------------------------------------
@@ -96,35 +93,18 @@ def _logmatmulexp(a, M, E, c, floor):
     the column max of M and m the row max of a. Returns (out, S, m) with S the scaled sums, or (out, None, None)
     when some sum fell below ``floor`` = √tiny (terms lost to underflow could then matter) and the exact
     log-domain step over a (B, K, K) array was taken instead."""
-    xp = _xp(a)
+    xp = get_array_module(a)
     if not EXACT_STEPS:
         m = a.max(axis=1, keepdims=True)
         S = xp.exp(a - m) @ E
         if S.min() >= floor:  # False for NaN too (rows of −inf)
             return xp.log(S) + m + c, S, m
-    return _logsumexp(a[:, :, None] + M, axis=1), None, None
-
-
-def _logsumexp(x, axis):
-    xp = _xp(x)
-    m = x.max(axis=axis, keepdims=True)
-    m = xp.where(xp.isfinite(m), m, 0)
-    with _quiet(xp):
-        return (xp.log(xp.exp(x - m).sum(axis=axis, keepdims=True)) + m).squeeze(axis)
-
-
-def _softmax0(x, axis):
-    """softmax over ``axis``, 0 where every entry is −inf (a tag no path can take)."""
-    xp = _xp(x)
-    m = x.max(axis=axis, keepdims=True)
-    e = xp.exp(x - xp.where(xp.isfinite(m), m, 0))
-    total = e.sum(axis=axis, keepdims=True)
-    return e / xp.where(total > 0, total, 1)
+    return array_math.logsumexp(a[:, :, None] + M, axis=1), None, None
 
 
 def _scaled(M):
     """(E, c, floor): c the column max of M (0 for columns of −inf), E = exp(M − c), floor = √tiny."""
-    xp = _xp(M)
+    xp = get_array_module(M)
     c = M.max(axis=0)
     c = xp.where(xp.isfinite(c), c, 0)
     return xp.ascontiguousarray(xp.exp(M - c)), c, float(xp.finfo(M.dtype).tiny) ** 0.5
@@ -132,7 +112,7 @@ def _scaled(M):
 
 def _alphas(h, g, s, e, mask):
     """Forward recursion: α (B, T, K) (carried unchanged over padding) and log Z (B,)."""
-    xp = _xp(h)
+    xp = get_array_module(h)
     T = h.shape[1]
     E, c, floor = _scaled(g)
     alpha = xp.empty_like(h)
@@ -140,14 +120,14 @@ def _alphas(h, g, s, e, mask):
     for t in range(1, T):
         a = _logmatmulexp(alpha[:, t - 1], g, E, c, floor)[0] + h[:, t]
         alpha[:, t] = xp.where(mask[:, t, None], a, alpha[:, t - 1])
-    return alpha, _logsumexp(alpha[:, T - 1] + e, axis=1)
+    return alpha, array_math.logsumexp(alpha[:, T - 1] + e, axis=1)
 
 
 def _marginal_grads(h, g, s, e, mask, alpha, logz, w):
     """Backward recursion β_t(i) = logsumexp_j(g_ij + h_{t+1}(j) + β_{t+1}(j)), β_{L-1} = end, then the
     gradients of Σ_b w_b log Z_b: w-weighted tag marginals (B, T, K), transition marginals summed over b and t
     (K, K), start and end marginals (K,)."""
-    xp = _xp(h)
+    xp = get_array_module(h)
     B, T, K = h.shape
     gT = g.T
     E, c, floor = _scaled(gT)  # E[j, i] = exp(g_ij − max_j g_ij): the backward step reduces over the to-tag j
@@ -163,13 +143,13 @@ def _marginal_grads(h, g, s, e, mask, alpha, logz, w):
         else:
             S[:, t], M[:, t] = St, mt
         beta[:, t - 1] = xp.where(mask[:, t, None], b, beta[:, t])
-    with _quiet(xp):
+    with ignore_float_errors():
         # P(y_t = j) = exp(α_t(j) + β_t(j) − log Z), with log Z taken per step as logsumexp_j(α_t + β_t) (equal
         # in exact arithmetic): α, β and log Z all grow like T·|logits| and the difference of the global log Z
         # would cancel catastrophically (float32 at logits ~1e4, float64 at ~1e30); the local one does not.
         # On padding the step repeats the last step's marginal.
         v = alpha + beta
-        node = xp.exp(v - _logsumexp(v, axis=2)[:, :, None])
+        node = xp.exp(v - array_math.logsumexp(v, axis=2)[:, :, None])
         on = (mask[:, 1:] * w[:, None])[:, :, None]  # pairs (t−1, t) count only inside the sequence
         # P(y_{t-1}=i, y_t=j) = P(y_{t-1}=i) / S_t(i) · E_ji · exp(U_t(j) − m_t): summed over b, t by one matmul
         Q = (node[:, :-1] * on / S[:, 1:]).reshape(-1, K)
@@ -178,13 +158,20 @@ def _marginal_grads(h, g, s, e, mask, alpha, logz, w):
         gg = (E * (xp.ascontiguousarray(W.T) @ Q)).T  # a transposed operand can be slow in threaded BLAS
         for t in exact:  # pair marginals of these steps in the log domain, normalised per step as above
             x = alpha[:, t - 1, :, None] + g + U[:, t, None, :]
-            pair = xp.exp(x - _logsumexp(x.reshape(B, K * K), axis=1)[:, None, None])
+            pair = xp.exp(x - array_math.logsumexp(x.reshape(B, K * K), axis=1)[:, None, None])
             gg += xp.where(on[:, t - 1, :, None] != 0, pair * on[:, t - 1, :, None], 0).sum(axis=0)
     wn = node * (w[:, None, None] * mask[:, :, None])
     last = alpha[:, T - 1] + e
-    with _quiet(xp):
-        ends = xp.exp(last - _logsumexp(last, axis=1)[:, None])
+    with ignore_float_errors():
+        ends = xp.exp(last - array_math.logsumexp(last, axis=1)[:, None])
     return wn, gg, wn[:, 0].sum(axis=0), (ends * w[:, None]).sum(axis=0)
+
+
+def _weights(x, axis):
+    """softmax over ``axis``, 0 where every entry is −inf (a tag no path can reach)."""
+    w = array_math.softmax(x, axis)
+    w[get_array_module(w).isnan(w)] = 0
+    return w
 
 
 class LogPartition(Function):
@@ -196,28 +183,30 @@ class LogPartition(Function):
         self.mask = mask
 
     def forward(self, h, g, s, e):
-        self.alpha, self.logz = _alphas(h, g, s, e, self.mask)
-        return self.logz
+        alpha, logz = _alphas(h, g, s, e, self.mask)
+        self.save_for_backward(h, g, s, e, alpha, logz)
+        return logz
 
     def backward(self, gy):
-        h, g, s, e = (x.data for x in self.inputs)
-        grads = _marginal_grads(h, g, s, e, self.mask, self.alpha, self.logz, gy.data)
+        h, g, s, e, alpha, logz = (x.data for x in self.saved_tensors)
+        grads = _marginal_grads(h, g, s, e, self.mask, alpha, logz, gy.data)
         return tuple(Tensor(x) for x in grads)
 
     def jvp(self, th, tg, ts, te):
         """The tangent of the forward recursion: tα_t(j) = Σ_i w_t(i, j)·(tα_{t−1}(i) + tg_ij) + th_t(j), with
         w_t(·, j) = softmax_i(α_{t−1}(i) + g_ij); then t log Z = Σ_j softmax_j(α_T + e)·(tα_T(j) + te_j)."""
         tangents = (th, tg, ts, te)
-        h, g = self.inputs[0].data, self.inputs[1].data
-        xp = _xp(h)
+        h, g, e = self.inputs[0].data, self.inputs[1].data, self.inputs[3].data
+        alpha = self.saved[4].data if isinstance(self.saved[4], Tensor) else self.saved[4]
+        xp = get_array_module(h)
         arr = lambda t, shape: xp.zeros(shape, h.dtype) if t is None else t.data
         th, tg, ts, te = arr(th, h.shape), arr(tg, g.shape), arr(ts, g.shape[:1]), arr(te, g.shape[:1])
         ta = ts + th[:, 0]
         for t in range(1, h.shape[1]):
-            w = _softmax0(self.alpha[:, t - 1, :, None] + g, axis=1)
+            w = _weights(alpha[:, t - 1, :, None] + g, axis=1)
             a = (w * (ta[:, :, None] + tg)).sum(axis=1) + th[:, t]
             ta = xp.where(self.mask[:, t, None], a, ta)
-        tz = (_softmax0(self.alpha[:, -1] + self.inputs[3].data, axis=1) * (ta + te)).sum(axis=1)
+        tz = (_weights(alpha[:, -1] + e, axis=1) * (ta + te)).sum(axis=1)
         return raw_tangent(self, tz, *self.inputs, *tangents)
 
 
@@ -284,7 +273,7 @@ def crf_nll_composed(emissions, tags, transitions, mask=None, start=None, end=No
 # ---- decoding ------------------------------------------------------------------------------------------------
 def _constraint(name, arg, allowed, shape, like):
     """A boolean constraint as an array on the device of the array ``like``."""
-    xp = _xp(like)
+    xp = get_array_module(like)
     a = allowed.data if isinstance(allowed, Tensor) else allowed
     a = backend.to_device(a, backend.device_of(like)) if backend.is_array(a) else xp.asarray(a)
     if a.dtype != bool or a.shape != shape:
@@ -304,7 +293,7 @@ def viterbi_decode(emissions, transitions, mask=None, start=None, end=None, allo
     name = "viterbi_decode"
     h, g, s, e, m = _check(name, emissions, transitions, mask, start, end)
     h, g, s, e = h.data, g.data, s.data, e.data
-    xp = _xp(h)
+    xp = get_array_module(h)
     B, T, K = h.shape
     ninf = float("-inf")
     if allowed is not None:

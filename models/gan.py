@@ -12,13 +12,11 @@ import math
 from collections import namedtuple
 
 from minigrad import backend, nn
+from minigrad.backend import get_array_module
 from minigrad.core import Function, Tensor, as_tensor, enable_grad, grad, no_grad, on_inputs_device
 from minigrad.creation import randn, zeros
 from minigrad.ops import relu, softplus, sqrt, stack, unsqueeze, sum as _sum
 
-
-def _xp(a):
-    return backend.get_array_module(a)
 
 
 # ---- adversarial losses ---------------------------------------------------------------------------------------
@@ -49,7 +47,8 @@ class AdversarialLoss(Function):
         self.terms = terms
 
     def forward(self, *scores):
-        xp = _xp(scores[0])
+        self.save_for_backward(*scores)
+        xp = get_array_module(scores[0])
         total = 0.0
         for (h, a, b, c), s in zip(self.terms, scores):
             total = total + c * _H[h][0](xp, a * s + b).mean()
@@ -57,8 +56,8 @@ class AdversarialLoss(Function):
 
     def backward(self, g):
         grads = []
-        for (h, a, b, c), s in zip(self.terms, self.inputs):
-            grads.append(g * _H[h][1](s * a + b) * (c * a / s.size) if s.requires_grad else None)
+        for (h, a, b, c), s, need in zip(self.terms, self.saved_tensors, self.needs_input_grad):
+            grads.append(g * _H[h][1](s * a + b) * (c * a / s.size) if need else None)
         return tuple(grads)
 
     def jvp(self, *tangents):
@@ -204,7 +203,8 @@ class CascadingRejection(Function):
     (a gradient penalty on a discriminator with this head needs that)."""
 
     def forward(self, v, w):
-        xp = _xp(v)
+        self.save_for_backward(v, w)
+        xp = get_array_module(v)
         n = (w * w).sum(axis=1)
         scores = xp.empty((v.shape[0], w.shape[0]), dtype=v.dtype)
         r = v
@@ -215,7 +215,7 @@ class CascadingRejection(Function):
         return scores
 
     def backward(self, gs):
-        v, w = self.inputs
+        v, w = self.saved_tensors
         K = w.shape[0]
         n = _sum(w * w, axis=1)
         rs, ss = [v], [v @ w[0]]

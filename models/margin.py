@@ -8,7 +8,7 @@ j ≠ y_i and z_iy = s·ψ(c_iy); the per-sample loss is logsumexp_j z_ij − z_
     A-Softmax (simple)   ψ(c) = min(cos mθ, cos θ) = min(T_m(c), c)      T_m: Chebyshev polynomial
     ArcFace              ψ(c) = cos(θ + m) for θ < π − m, else c − (1 − cos m)
 
-plus ``triplet_loss`` and ``contrastive_loss`` on Euclidean distances. Each ``*_ref`` function builds the same
+plus ``triplet_loss`` and ``contrastive_loss`` on Euclidean distances. Each ``*_composed`` function builds the same
 loss from minigrad primitives (autograd derives its backward); the tests prove the two agree.
 Derivations: docs/derivations/margin.md. Tests: tests/models/test_margin.py.
 """
@@ -16,14 +16,13 @@ import math
 
 import minigrad as mg
 from minigrad import backend
+from minigrad.backend import get_array_module
 from minigrad.core import Function, Tensor, as_tensor, on_inputs_device
 from minigrad.nn import Module, Parameter
+from minigrad.ops import array_math
 
 NORM_EPS = 1e-12  # ‖x‖ is clamped below by this before dividing (a zero embedding gets a finite gradient)
 
-
-def _xp(a):
-    return backend.get_array_module(a)
 
 
 # ---- argument checks ---------------------------------------------------------------------------------------
@@ -97,34 +96,34 @@ class CosineMarginSoftmax(Function):
         raise NotImplementedError
 
     def forward(self, x, w):
-        xp = _xp(x)
-        self.xh, self.nx = _unit_rows(xp, x)
-        self.wh, self.nw = _unit_rows(xp, w)
+        xp = get_array_module(x)
+        xh, nx = _unit_rows(xp, x)
+        wh, nw = _unit_rows(xp, w)
         rows = xp.arange(x.shape[0])
-        cos = self.xh @ self.wh.T
-        psi, self.dpsi = self.psi(xp, cos[rows, self.labels])
+        cos = xh @ wh.T
+        psi, dpsi = self.psi(xp, cos[rows, self.labels])
         z = cos * self.s
         z[rows, self.labels] = psi * self.s
-        zmax = z.max(axis=1, keepdims=True)
-        e = xp.exp(z - zmax)
-        total = e.sum(axis=1, keepdims=True)
-        self.p = e / total
-        return (xp.log(total) + zmax)[:, 0] - z[rows, self.labels]
+        lse = array_math.logsumexp(z, 1)
+        p = xp.exp(z - lse[:, None])  # softmax(z), from the log-sum-exp already at hand
+        self.save_for_backward(xh, nx, wh, nw, dpsi, p)
+        return lse - z[rows, self.labels]
 
     def backward(self, gy):
-        xp = _xp(self.p)
-        rows = xp.arange(self.p.shape[0])
-        dz = self.p.copy()
+        xh, nx, wh, nw, dpsi, p = (t.data for t in self.saved_tensors)
+        xp = get_array_module(p)
+        rows = xp.arange(p.shape[0])
+        dz = p.copy()
         dz[rows, self.labels] -= 1
         dc = dz * (gy.data[:, None] * self.s)
-        dc[rows, self.labels] *= self.dpsi
-        gx = _unit_rows_backward(xp, self.xh, self.nx, dc @ self.wh)
-        gw = _unit_rows_backward(xp, self.wh, self.nw, dc.T @ self.xh)
+        dc[rows, self.labels] *= dpsi
+        gx = _unit_rows_backward(xp, xh, nx, dc @ wh)
+        gw = _unit_rows_backward(xp, wh, nw, dc.T @ xh)
         return Tensor(gx), Tensor(gw)
 
     def jvp(self, *tangents):
         raise NotImplementedError("CosineMarginSoftmax is a fused op without a forward-mode rule (jvp): "
-                                  "use the *_ref versions (am_softmax_loss_ref, arcface_loss_ref, ...)")
+                                  "use the *_composed versions (am_softmax_loss_composed, ...)")
 
 
 class NormalizedSoftmax(CosineMarginSoftmax):
@@ -230,22 +229,23 @@ class TripletLoss(Function):
         self.margin, self.eps = float(margin), float(eps)
 
     def forward(self, a, p, n):
-        xp = _xp(a)
-        self.dp, self.dn = a - p, a - n
-        self.ap = xp.sqrt((self.dp * self.dp).sum(axis=1) + self.eps)
-        self.an = xp.sqrt((self.dn * self.dn).sum(axis=1) + self.eps)
-        h = self.ap - self.an + self.margin
-        self.active = h > 0
+        xp = get_array_module(a)
+        dp, dn = a - p, a - n
+        ap = xp.sqrt((dp * dp).sum(axis=1) + self.eps)
+        an = xp.sqrt((dn * dn).sum(axis=1) + self.eps)
+        h = ap - an + self.margin
+        self.save_for_backward(dp, dn, ap, an, h > 0)
         return xp.maximum(h, 0)
 
     def backward(self, gy):
-        k = (gy.data * self.active)[:, None]
-        u, v = self.dp / self.ap[:, None], self.dn / self.an[:, None]
+        dp, dn, ap, an, active = (t.data for t in self.saved_tensors)
+        k = (gy.data * active)[:, None]
+        u, v = dp / ap[:, None], dn / an[:, None]
         return Tensor(k * (u - v)), Tensor(-k * u), Tensor(k * v)
 
     def jvp(self, *tangents):
         raise NotImplementedError("TripletLoss is a fused op without a forward-mode rule (jvp): "
-                                  "use triplet_loss_ref for forward mode")
+                                  "use triplet_loss_composed for forward mode")
 
 
 def triplet_loss(anchor, positive, negative, margin=1.0, eps=1e-12):
@@ -264,22 +264,24 @@ class ContrastiveLoss(Function):
         self.same, self.margin, self.eps = same, float(margin), float(eps)
 
     def forward(self, x1, x2):
-        xp = _xp(x1)
-        self.delta = x1 - x2
-        sq = (self.delta * self.delta).sum(axis=1)
-        self.d = xp.sqrt(sq + self.eps)
-        self.gap = xp.maximum(self.margin - self.d, 0)
-        return xp.where(self.same, 0.5 * sq, 0.5 * self.gap * self.gap)
+        xp = get_array_module(x1)
+        delta = x1 - x2
+        sq = (delta * delta).sum(axis=1)
+        d = xp.sqrt(sq + self.eps)
+        gap = xp.maximum(self.margin - d, 0)
+        self.save_for_backward(delta, d, gap)
+        return xp.where(self.same, 0.5 * sq, 0.5 * gap * gap)
 
     def backward(self, gy):
-        xp = _xp(self.d)
-        k = gy.data * xp.where(self.same, 1, -self.gap / self.d)
-        g = k[:, None] * self.delta
+        delta, d, gap = (t.data for t in self.saved_tensors)
+        xp = get_array_module(d)
+        k = gy.data * xp.where(self.same, 1, -gap / d)
+        g = k[:, None] * delta
         return Tensor(g), Tensor(-g)
 
     def jvp(self, *tangents):
         raise NotImplementedError("ContrastiveLoss is a fused op without a forward-mode rule (jvp): "
-                                  "use contrastive_loss_ref for forward mode")
+                                  "use contrastive_loss_composed for forward mode")
 
 
 @on_inputs_device
@@ -292,62 +294,62 @@ def contrastive_loss(x1, x2, same, margin=1.0, eps=1e-12):
 
 
 # ---- composed references: the same losses from minigrad primitives ------------------------------------------
-def _normalize_ref(a):
+def _normalize_composed(a):
     return a / mg.maximum(mg.sqrt(mg.sum(a * a, axis=1, keepdims=True)), NORM_EPS)
 
 
 @on_inputs_device
-def _margin_softmax_ref(name, psi, embeddings, weight, labels, s):
+def _margin_softmax_composed(name, psi, embeddings, weight, labels, s):
     x, w = _check_pair(name, embeddings, weight)
     y = _int_labels(name, labels, x.shape[0], x, high=w.shape[0])
-    cos = _normalize_ref(x) @ _normalize_ref(w).mT
+    cos = _normalize_composed(x) @ _normalize_composed(w).mT
     target = x.xp.arange(w.shape[0])[None, :] == y[:, None]
     z = mg.where(target, psi(cos), cos) * float(s)
     return mg.logsumexp(z, axis=1) - mg.sum(mg.where(target, z, 0.0), axis=1)
 
 
-def normalized_softmax_loss_ref(embeddings, weight, labels, s=30.0):
-    return _margin_softmax_ref("normalized_softmax_loss", lambda c: c, embeddings, weight, labels, s)
+def normalized_softmax_loss_composed(embeddings, weight, labels, s=30.0):
+    return _margin_softmax_composed("normalized_softmax_loss", lambda c: c, embeddings, weight, labels, s)
 
 
-def am_softmax_loss_ref(embeddings, weight, labels, s=30.0, m=0.35):
-    return _margin_softmax_ref("am_softmax_loss", lambda c: c - float(m), embeddings, weight, labels, s)
+def am_softmax_loss_composed(embeddings, weight, labels, s=30.0, m=0.35):
+    return _margin_softmax_composed("am_softmax_loss", lambda c: c - float(m), embeddings, weight, labels, s)
 
 
-def a_softmax_loss_ref(embeddings, weight, labels, s=30.0, m=4):
+def a_softmax_loss_composed(embeddings, weight, labels, s=30.0, m=4):
     def psi(c):
         t0, t1 = mg.ones_like(c), c
         for _ in range(int(m) - 1):
             t0, t1 = t1, 2 * c * t1 - t0
         return mg.minimum(t1, c)
-    return _margin_softmax_ref("a_softmax_loss", psi, embeddings, weight, labels, s)
+    return _margin_softmax_composed("a_softmax_loss", psi, embeddings, weight, labels, s)
 
 
-def arcface_loss_ref(embeddings, weight, labels, s=30.0, m=0.5, eps=1e-6):
+def arcface_loss_composed(embeddings, weight, labels, s=30.0, m=0.5, eps=1e-6):
     cm, sm = math.cos(m), math.sin(m)
 
     def psi(c):
         sin = mg.sqrt(mg.maximum(1 - c * c, float(eps)))
         return mg.where(c.data > -cm, c * cm - sin * sm, c - (1 - cm))
-    return _margin_softmax_ref("arcface_loss", psi, embeddings, weight, labels, s)
+    return _margin_softmax_composed("arcface_loss", psi, embeddings, weight, labels, s)
 
 
-def _dist_ref(u, v, eps):
+def _dist_composed(u, v, eps):
     d = u - v
     return mg.sqrt(mg.sum(d * d, axis=1) + float(eps))
 
 
-def triplet_loss_ref(anchor, positive, negative, margin=1.0, eps=1e-12):
+def triplet_loss_composed(anchor, positive, negative, margin=1.0, eps=1e-12):
     a, p, n = _check_same("triplet_loss", anchor, positive, negative)
-    return mg.relu(_dist_ref(a, p, eps) - _dist_ref(a, n, eps) + float(margin))
+    return mg.relu(_dist_composed(a, p, eps) - _dist_composed(a, n, eps) + float(margin))
 
 
 @on_inputs_device
-def contrastive_loss_ref(x1, x2, same, margin=1.0, eps=1e-12):
+def contrastive_loss_composed(x1, x2, same, margin=1.0, eps=1e-12):
     a, b = _check_same("contrastive_loss", x1, x2)
     same = _int_labels("contrastive_loss", same, a.shape[0], a, arg="same", high=2).astype(bool)
     d = a - b
-    gap = mg.relu(float(margin) - _dist_ref(a, b, eps))
+    gap = mg.relu(float(margin) - _dist_composed(a, b, eps))
     return mg.where(same, 0.5 * mg.sum(d * d, axis=1), 0.5 * gap * gap)
 
 
@@ -368,3 +370,12 @@ class MarginHead(Module):
 
     def forward(self, embeddings, labels):
         return mg.mean(self.loss_fn(embeddings, self.weight, labels, **self.kwargs))
+
+
+# The references' earlier names, kept so that code written against them still runs.
+normalized_softmax_loss_ref = normalized_softmax_loss_composed
+am_softmax_loss_ref = am_softmax_loss_composed
+a_softmax_loss_ref = a_softmax_loss_composed
+arcface_loss_ref = arcface_loss_composed
+triplet_loss_ref = triplet_loss_composed
+contrastive_loss_ref = contrastive_loss_composed

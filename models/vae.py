@@ -9,14 +9,13 @@ p(y|z). Minimising  λ·reconstruction + KL(p(z, y|x) ‖ q(z, y))  clusters the
 import math
 
 from minigrad import backend, nn
+from minigrad.backend import get_array_module
 from minigrad.core import Function, Tensor, as_tensor, no_grad
 from minigrad.creation import randn, zeros
+from minigrad.ops import array_math
 from minigrad.ops import (binary_cross_entropy_with_logits, exp, log_softmax, sigmoid, softmax, sum as _sum,
                           unsqueeze)
 
-
-def _xp(a):
-    return backend.get_array_module(a)
 
 
 def _check_same(name, a, b, names):
@@ -34,14 +33,16 @@ class Reparameterize(Function):
     The backward is written with minigrad ops, so it has derivatives of every order."""
 
     def forward(self, mu, logvar, eps):
-        return mu + _xp(mu).exp(0.5 * logvar) * eps
+        _, need_logvar, need_eps = self.needs_input_grad
+        self.save_for_backward(logvar if need_logvar or need_eps else None, eps if need_logvar else None)
+        return mu + get_array_module(mu).exp(0.5 * logvar) * eps
 
     def backward(self, gz):
-        mu, logvar, eps = self.inputs
-        std = exp(logvar * 0.5)
-        g_logvar = gz * eps * std * 0.5 if logvar.requires_grad else None
-        g_eps = gz * std if eps.requires_grad else None
-        return gz, g_logvar, g_eps
+        logvar, eps = self.saved_tensors
+        need_mu, need_logvar, need_eps = self.needs_input_grad
+        std = exp(logvar * 0.5) if need_logvar or need_eps else None
+        return (gz if need_mu else None, gz * eps * std * 0.5 if need_logvar else None,
+                gz * std if need_eps else None)
 
     def jvp(self, *tangents):
         raise NotImplementedError("Reparameterize is a fused op without a forward-mode rule (jvp): "
@@ -72,13 +73,14 @@ class GaussianKL(Function):
     The backward is written with minigrad ops (derivatives of every order)."""
 
     def forward(self, mu, logvar):
-        xp = _xp(mu)
-        return 0.5 * (mu * mu + xp.exp(logvar) - 1 - logvar).sum(axis=-1)
+        need_mu, need_logvar = self.needs_input_grad
+        self.save_for_backward(mu if need_mu else None, logvar if need_logvar else None)
+        return 0.5 * (mu * mu + get_array_module(mu).exp(logvar) - 1 - logvar).sum(axis=-1)
 
     def backward(self, gy):
-        mu, logvar = self.inputs
+        mu, logvar = self.saved_tensors
         g = unsqueeze(gy, -1)
-        return g * mu, g * (exp(logvar) - 1) * 0.5
+        return g * mu if mu is not None else None, g * (exp(logvar) - 1) * 0.5 if logvar is not None else None
 
     def jvp(self, *tangents):
         raise NotImplementedError("GaussianKL is a fused op without a forward-mode rule (jvp): "
@@ -118,25 +120,25 @@ class ClusterKL(Function):
     differentiable_backward = False
 
     def forward(self, z, logvar, means, logits):
-        xp = _xp(z)
+        xp = get_array_module(z)
         K, D = means.shape
-        m = logits.max(axis=-1, keepdims=True)
-        logp = logits - m - xp.log(xp.exp(logits - m).sum(axis=-1, keepdims=True))
+        logp = array_math.log_softmax(logits, -1)
         p = xp.exp(logp)
         d = z[:, None, :] - means[None, :, :]
         f = 0.5 * (d * d).sum(axis=-1) + logp
         ef = (p * f).sum(axis=-1)
-        self.p, self.f, self.ef = p, f, ef
+        self.save_for_backward(z, means, p, f, ef)
+        self.logvar_shape = logvar.shape
         return ef - 0.5 * logvar.sum(axis=-1) + (math.log(K) - 0.5 * D)
 
     def backward(self, gy):
-        z, logvar, means = (t.data for t in self.inputs[:3])
+        z, means, p, f, ef = (t.data for t in self.saved_tensors)
         g = gy.data[:, None]
-        gp = g * self.p
+        gp = g * p
         g_z = g * z - gp @ means
         g_means = gp.sum(axis=0)[:, None] * means - gp.T @ z
-        g_logvar = _xp(z).broadcast_to(-0.5 * g, logvar.shape).copy()
-        g_logits = gp * (self.f - self.ef[:, None])
+        g_logvar = get_array_module(z).broadcast_to(-0.5 * g, self.logvar_shape).copy()
+        g_logits = gp * (f - ef[:, None])
         return Tensor(g_z), Tensor(g_logvar), Tensor(g_means), Tensor(g_logits)
 
     def jvp(self, *tangents):

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 import minigrad as mg
+from minigrad.testing import DOWNLOAD_FAILED, available_devices
 
 _common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                                       HealthCheck.filter_too_much])
@@ -24,9 +25,7 @@ if SIMULATED:
     simdevice.install()
     DEVICES = [os.environ.get("MINIGRAD_SIM_DEVICE", "sim:0")]
 else:
-    DEVICES = ["cpu"] + (["cuda"] if mg.cuda.is_available() else [])
-
-DOWNLOAD_FAILED = "MINIGRAD_TEST_DOWNLOAD_FAILED"  # set to the reason when the data sets could not be fetched
+    DEVICES = available_devices()
 
 
 def pytest_configure(config):
@@ -38,17 +37,6 @@ def pytest_configure(config):
         download(quiet=True)
     except DownloadError as e:
         os.environ[DOWNLOAD_FAILED] = str(e)
-
-
-def load_or_skip(fn, **kw):
-    """``fn(download=True, **kw)``; skips, saying why, only when the data set cannot be downloaded (offline)."""
-    from minigrad.data import DatasetNotFound
-    try:
-        return fn(download=DOWNLOAD_FAILED not in os.environ, **kw)
-    except DatasetNotFound as e:
-        if DOWNLOAD_FAILED not in os.environ:
-            raise
-        pytest.skip(f"the data sets could not be downloaded here: {os.environ[DOWNLOAD_FAILED]} ({e})")
 
 
 @pytest.fixture(params=DEVICES)
@@ -70,7 +58,3 @@ def _seed():
     mg.manual_seed(0)
     np.random.seed(0)
     yield
-
-
-def torch_or_skip():
-    return pytest.importorskip("torch", reason="PyTorch is not installed: the PyTorch oracle comparison is skipped")

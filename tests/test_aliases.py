@@ -6,7 +6,7 @@ import pytest
 
 import minigrad as mg
 import minigrad.functional as F
-from models import capsule
+from minigrad.models import capsule
 
 
 def _public_axis_functions():

@@ -73,10 +73,11 @@ class _SafeInverse(mg.Function):
     """1/x with 0 at x = 0; its backward makes -inf at x = 0 internally, then masks it away."""
 
     def forward(self, x):
+        self.save_for_backward(x)
         return np.where(x != 0, 1 / np.where(x != 0, x, 1), 0).astype(x.dtype)
 
     def backward(self, gy):
-        x = self.inputs[0]
+        x, = self.saved_tensors
         return mg.where(x != 0, -gy / (x * x), mg.zeros_like(x))
 
 

@@ -8,14 +8,14 @@ import pytest
 
 import minigrad as mg
 from minigrad import backend, nn, optim
-from models.attention import (LearnedPositionEmbedding, TransformerEncoder, TransformerEncoderLayer,
+from minigrad.models.attention import (LearnedPositionEmbedding, TransformerEncoder, TransformerEncoderLayer,
                               scaled_dot_product_attention)
-from models.capsule import Capsule, capsule_lengths, capsule_margin_loss, squash
-from models.crf import CRF, viterbi_decode
-from models.gan import (DCGANDiscriminator, DCGANGenerator, cascading_rejection, discriminator_loss,
+from minigrad.models.capsule import Capsule, capsule_lengths, capsule_margin_loss, squash
+from minigrad.models.crf import CRF, viterbi_decode
+from minigrad.models.gan import (DCGANDiscriminator, DCGANGenerator, cascading_rejection, discriminator_loss,
                         generator_loss, r1_penalty)
-from models.margin import MarginHead, contrastive_loss, triplet_loss
-from models.vae import VAE, cluster_kl_terms, gaussian_kl
+from minigrad.models.margin import MarginHead, contrastive_loss, triplet_loss
+from minigrad.models.vae import VAE, cluster_kl_terms, gaussian_kl
 
 
 def _x(*shape, seed=0, dtype="float64"):

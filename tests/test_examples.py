@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from conftest import DOWNLOAD_FAILED
+from minigrad.testing import DOWNLOAD_FAILED
 from examples import discover
 from examples.__main__ import main
 from minigrad.data import DatasetNotFound

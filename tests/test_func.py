@@ -154,9 +154,9 @@ def test_bad_input_gets_a_clear_error():
 
 # ---- fused model ops in forward mode ---------------------------------------------------------------------------
 def test_fused_jvps_match_their_composed_versions():
-    from models.attention import attention_composed, scaled_dot_product_attention
-    from models.capsule import squash, squash_composed
-    from models.crf import crf_log_partition, crf_log_partition_composed
+    from minigrad.models.attention import attention_composed, scaled_dot_product_attention
+    from minigrad.models.capsule import squash, squash_composed
+    from minigrad.models.crf import crf_log_partition, crf_log_partition_composed
     rng = np.random.default_rng(5)
     q, k, v = _t(rng, 2, 3, 4), _t(rng, 1, 5, 4), _t(rng, 2, 5, 3)
     ts = (_t(rng, 2, 3, 4), _t(rng, 1, 5, 4), _t(rng, 2, 5, 3))
@@ -184,7 +184,7 @@ def test_fused_jvps_match_their_composed_versions():
 
 
 def test_fused_ops_refuse_what_their_raw_array_rules_cannot_do():
-    from models.capsule import squash
+    from minigrad.models.capsule import squash
     x, tx = mg.tensor(np.ones((2, 3))), mg.tensor(np.ones((2, 3)))
     with pytest.raises(RuntimeError, match="Squash.jvp works on raw arrays: reverse mode"):
         jacrev(lambda t: jvp(squash, (t,), (tx,))[1])(x)
@@ -365,7 +365,7 @@ def test_output_structures_match_torch_func():
 def test_dirac_gan_jacobian_at_equilibrium_by_jacfwd():
     """jacfwd over the gradients (and R1's double backprop) gives the closed-form Jacobians of
     docs/derivations/gan.md: rotation for the GAN and WGAN, damping with R1."""
-    from models.gan import discriminator_loss_composed, generator_loss_composed, r1_penalty
+    from minigrad.models.gan import discriminator_loss_composed, generator_loss_composed, r1_penalty
     real = mg.zeros(1, 1, dtype="float64")
 
     def field(kind, gamma):

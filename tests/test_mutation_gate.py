@@ -13,7 +13,8 @@ def test_at_least_30_mutants_across_primitives_and_every_model():
     assert len(mutation.MUTANTS) >= 30
     targets = {path.split(":")[0] for m in mutation.MUTANTS.values() for path, _ in m.patches}
     for module in ("minigrad.ops.elementwise", "minigrad.ops.conv", "minigrad.ops.norm", "minigrad.nn.rnn",
-                   "models.attention", "models.crf", "models.capsule", "models.margin", "models.vae", "models.gan"):
+                   "minigrad.models.attention", "minigrad.models.crf", "minigrad.models.capsule",
+                   "minigrad.models.margin", "minigrad.models.vae", "minigrad.models.gan"):
         assert module in targets, f"no mutant in {module}"
 
 
@@ -32,7 +33,7 @@ def test_an_applied_mutant_changes_the_result():
     code = ("import os; os.environ['MINIGRAD_MUTANT'] = 'attention_scale_1_over_d'\n"
             "import numpy as np, minigrad as mg\n"
             "from minigrad.testing import mutation\n"
-            "from models import attention as A\n"
+            "from minigrad.models import attention as A\n"
             "q = mg.tensor(np.random.default_rng(0).standard_normal((1, 2, 4)))\n"
             "before = A.scaled_dot_product_attention(q, q, q).numpy()\n"
             "mutation.MUTANTS['attention_scale_1_over_d'].apply()\n"

@@ -92,7 +92,7 @@ def test_batch_norm_of_an_empty_batch_is_empty_and_leaves_running_stats(shape):
 
 def test_the_fixed_cases_agree_with_pytorch():
     """The same cases against PyTorch itself (skipped without it): values, shapes and gradients."""
-    from conftest import torch_or_skip
+    from minigrad.testing import torch_or_skip
     torch = torch_or_skip()
     rng = np.random.default_rng(3)
 

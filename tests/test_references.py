@@ -1,15 +1,16 @@
-"""Every fused or hand-written op against its float64 NumPy reference from the definition (tests/references.py),
-and its gradient against finite differences at rtol 1e-6, with no PyTorch involved: forward equal to the
-definition and backward equal to the derivative of that forward, so neither can be wrong unnoticed."""
+"""Every fused or hand-written op against its float64 NumPy reference from the definition
+(minigrad/testing/references.py), and its gradient against finite differences at rtol 1e-6, with no PyTorch
+involved: forward equal to the definition and backward equal to the derivative of that forward, so neither can
+be wrong unnoticed."""
 import numpy as np
 import pytest
 
 import minigrad as mg
 import minigrad.functional as F
-import references as R
+from minigrad.testing import references as R
 from minigrad import nn
 from minigrad.nn import rnn as rnn_ops
-from models import attention as A, capsule as Cap, crf as C, gan as G, margin as M, vae as V
+from minigrad.models import attention as A, capsule as Cap, crf as C, gan as G, margin as M, vae as V
 
 STRICT = dict(eps=1e-4, atol=1e-8, rtol=1e-6)
 

@@ -143,7 +143,7 @@ def test_inplace_on_tensor_requiring_grad_needs_no_grad():
 @pytest.mark.parametrize("how", ["ema", "module_load_state_dict", "init", "vector_to_parameters", "adam"])
 def test_library_updates_bump_the_version(how):
     model = nn.Linear(3, 2)
-    x = mg.randn(4, 3)
+    x = mg.randn(4, 3, requires_grad=True)  # x's gradient reads the weight, so Linear saves it (as PyTorch does)
     loss = model(x).sum()
     w = model.weight
     v = w._version
@@ -229,7 +229,7 @@ def test_issue_axis_reproductions():
 
 
 def test_squash_axis_is_validated():
-    from models.capsule import squash, squash_composed
+    from minigrad.models.capsule import squash, squash_composed
     for f in (squash, squash_composed):
         with pytest.raises(IndexError, match="squash"):
             f(_X, axis=2)
@@ -276,7 +276,7 @@ def test_cross_entropy_empty_batch():
 
 
 def test_crf_empty_batch():
-    from models.crf import crf_marginals, crf_nll, crf_nll_composed, viterbi_decode
+    from minigrad.models.crf import crf_marginals, crf_nll, crf_nll_composed, viterbi_decode
     h = mg.zeros(0, 4, 3, requires_grad=True)
     A = mg.randn(3, 3, requires_grad=True)
     tags = np.zeros((0, 4), np.int64)

@@ -31,8 +31,8 @@ def test_node_and_edge_counts_of_a_known_graph():
     boxes = sorted(labels[n] for n, s in nodes.items() if s == "box")
     assert boxes == ["Add", "Matmul", "Sum", "Tanh"] or boxes == ["Add", "MatMul", "Sum", "Tanh"]
     ellipses = [n for n, s in nodes.items() if s == "ellipse"]
-    assert len(ellipses) == 7  # x, w, b, x@w, +b, tanh, sum
-    assert len(edges) == (2 + 2 + 1 + 1) + 4  # one edge per op input, plus one from each op to its output
+    assert len(ellipses) == 6  # w, b, x@w, +b, tanh, sum: x wants no gradient, so the graph does not keep it
+    assert len(edges) == (1 + 2 + 1 + 1) + 4  # one edge per input with a gradient, one from each op to its output
     assert len(set(edges)) == len(edges)
     for src, dst in edges:  # data flow: tensor -> function -> tensor
         assert nodes[src] != nodes[dst]
@@ -46,8 +46,9 @@ def test_edges_follow_data_flow_and_the_output_is_last():
     out = [dst for src, dst in edges if src == sum_box]
     assert len(out) == 1 and labels[out[0]] == "() float32 cpu"
     assert not any(src == out[0] for src, _ in edges)  # nothing flows out of the output
-    x_node = by_label["x\\n(1, 2) float32 cpu"]
-    assert all(dst != x_node for _, dst in edges)  # leaves have no incoming edge
+    assert "x\\n(1, 2) float32 cpu" not in by_label  # data that wants no gradient is not in the graph
+    w_node = [n for n, label in labels.items() if label.startswith("(2, 3) float32 cpu")][0]
+    assert all(dst != w_node for _, dst in edges)  # leaves have no incoming edge
 
 
 def test_labels_names_colours_and_grad_norms():
@@ -55,11 +56,11 @@ def test_labels_names_colours_and_grad_norms():
     y.backward(retain_graph=True)
     dot = viz.to_dot(y, show_grad_norms=True, params={"layer.weight": w, "layer.bias": b})
     assert "layer.weight\\n(2, 3) float32 cpu\\n|grad| = " in dot
-    assert "layer.bias\\n(3,) float32 cpu" in dot and "x\\n(1, 2) float32 cpu" in dot
+    assert "layer.bias\\n(3,) float32 cpu" in dot
     norm = float(re.search(r"layer.bias\\n\(3,\) float32 cpu\\n\|grad\| = ([0-9.e+-]+)", dot).group(1))
     assert norm == pytest.approx(float((b.grad.numpy() ** 2).sum() ** 0.5), rel=1e-3)
     assert dot.count(viz.COLORS["parameter"]) == 2 and dot.count(viz.COLORS["output"]) == 1
-    assert dot.count(viz.COLORS["constant"]) == 1  # x does not require grad
+    assert dot.count(viz.COLORS["constant"]) == 0  # x does not require grad: not kept, not drawn
     assert "|grad|" not in viz.to_dot(y)
 
 

@@ -16,19 +16,13 @@ import struct
 
 import numpy as np
 
+from minigrad.data import fetch as dl
+from minigrad.data.cache import DatasetNotFound, data_dir
+
 DIGITS_INSTALL = "pip install scikit-learn"
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
                          "Bag", "Ankle boot")
-
-
-class DatasetNotFound(FileNotFoundError):
-    """The files of a dataset are not installed; the message says how to install them."""
-
-
-def data_dir():
-    """Where caches go: ``$MINIGRAD_DATA`` or ``~/.cache/minigrad``."""
-    return os.environ.get("MINIGRAD_DATA") or os.path.join(os.path.expanduser("~"), ".cache", "minigrad")
 
 
 def fetch_hint(name, loader):
@@ -53,7 +47,6 @@ def data_file(name, filename, loader, download=False, package=None):
     """The path of ``filename`` of data set ``name``: from the cache, else from the installed ``package``
     (``(package, *parts)``) that ships it, else downloaded into the cache when ``download``; otherwise
     ``DatasetNotFound`` saying how to fetch it."""
-    from minigrad.data import fetch as dl
     path = dl.cached_path(name, filename) or (package and _package_file(*package))
     if path:
         return path
@@ -185,7 +178,6 @@ def load_fashion_mnist(root=None, n_val=10000, download=False):
     MNIST's 50k/10k/10k). Label names are in ``FASHION_MNIST_CLASSES``. The idx files are read from ``root``, else
     the cache, else Debian's /usr/share/datasets/fashion-mnist; ``download=True`` fetches them into the cache."""
     if download and not root:
-        from minigrad.data import fetch as dl
         if not os.path.isdir(FASHION_DIR):
             dl.download("fashion-mnist")
     roots = [root] if root else [os.path.join(data_dir(), "fashion-mnist"), FASHION_DIR]

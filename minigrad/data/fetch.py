@@ -22,7 +22,7 @@ import urllib.request
 import zipfile
 from dataclasses import dataclass, field
 
-from minigrad.data.datasets import DatasetNotFound, data_dir
+from minigrad.data.cache import DatasetNotFound, data_dir
 
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 

@@ -239,8 +239,6 @@ class AllReduceSum(Function):
     """Differentiable sum over the ranks: every rank gets Σ_r x_r, and the gradient of each rank's input is
     the sum over ranks of the output gradients (each rank's output feeds that rank's share of the total loss)."""
 
-    needs_input_data = False
-
     def __init__(self, group):
         self.group = group
 

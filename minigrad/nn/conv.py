@@ -1,7 +1,7 @@
 """Conv1d, Conv2d and ConvTranspose2d layers (weights and arguments as in PyTorch)."""
 from minigrad import functional as F
 from minigrad.core import as_tensor
-from minigrad.nn.linear import _default_init, _parameter
+from minigrad.nn.linear import default_init, empty_parameter
 from minigrad.nn.module import Module
 
 
@@ -32,12 +32,12 @@ class _ConvNd(Module):
         self.output_padding, self.padding_mode = _tuple(output_padding, n), padding_mode
         shape = ((in_channels, out_channels // groups) if self.transposed
                  else (out_channels, in_channels // groups)) + self.kernel_size
-        self.weight = _parameter(shape, device, dtype)
-        self.register_parameter("bias", _parameter((out_channels,), device, dtype) if bias else None)
+        self.weight = empty_parameter(shape, device, dtype)
+        self.register_parameter("bias", empty_parameter((out_channels,), device, dtype) if bias else None)
         self.reset_parameters()
 
     def reset_parameters(self):
-        _default_init(self.weight, self.bias)
+        default_init(self.weight, self.bias)
 
     def _check(self, input):
         x = as_tensor(input)

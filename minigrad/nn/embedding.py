@@ -3,7 +3,7 @@ from minigrad import backend
 from minigrad import functional as F
 from minigrad.core import Tensor
 from minigrad.nn import init
-from minigrad.nn.linear import _parameter
+from minigrad.nn.linear import empty_parameter
 from minigrad.nn.module import Module, Parameter
 
 
@@ -22,7 +22,7 @@ class Embedding(Module):
             padding_idx %= num_embeddings
         self.padding_idx = padding_idx
         if _weight is None:
-            self.weight = _parameter((num_embeddings, embedding_dim), device, dtype)
+            self.weight = empty_parameter((num_embeddings, embedding_dim), device, dtype)
             self.reset_parameters()
         else:
             data = _weight.data if isinstance(_weight, Tensor) else _weight

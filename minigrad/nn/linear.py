@@ -9,18 +9,18 @@ from minigrad.ops.linalg import linear
 from minigrad.ops.shape import flatten, reshape
 
 
-def _parameter(shape, device=None, dtype=None):
+def empty_parameter(shape, device=None, dtype=None):
     """A zero Parameter of ``shape`` (float32 on the CPU unless told otherwise), to be filled by an init."""
-    return Parameter(_zeros(shape, device, dtype))
+    return Parameter(zeros_tensor(shape, device, dtype))
 
 
-def _zeros(shape, device=None, dtype=None):
+def zeros_tensor(shape, device=None, dtype=None):
     data = backend.asarray(0.0, dtype=dtype or backend.DEFAULT_FLOAT, device=device or "cpu")
     with backend.device_scope(data):  # on ``device``, not on the current GPU
         return Tensor(backend.get_array_module(data).zeros(tuple(shape), dtype=data.dtype))
 
 
-def _default_init(weight, bias):
+def default_init(weight, bias):
     """PyTorch's default for Linear and conv layers: weight and bias U(−1/√fan_in, 1/√fan_in) (for the weight
     that is ``kaiming_uniform_`` with a = √5)."""
     init.kaiming_uniform_(weight, a=math.sqrt(5))
@@ -51,12 +51,12 @@ class Linear(Module):
     def __init__(self, in_features, out_features, bias=True, device=None, dtype=None):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
-        self.weight = _parameter((out_features, in_features), device, dtype)
-        self.register_parameter("bias", _parameter((out_features,), device, dtype) if bias else None)
+        self.weight = empty_parameter((out_features, in_features), device, dtype)
+        self.register_parameter("bias", empty_parameter((out_features,), device, dtype) if bias else None)
         self.reset_parameters()
 
     def reset_parameters(self):
-        _default_init(self.weight, self.bias)
+        default_init(self.weight, self.bias)
 
     def forward(self, input):
         x = as_tensor(input)

@@ -3,7 +3,7 @@ from minigrad import backend
 from minigrad import functional as F
 from minigrad.core import Tensor, as_tensor
 from minigrad.nn import init
-from minigrad.nn.linear import _parameter, _zeros
+from minigrad.nn.linear import empty_parameter, zeros_tensor
 from minigrad.nn.module import Module
 
 
@@ -15,9 +15,9 @@ class LayerNorm(Module):
         self.normalized_shape = ((normalized_shape,) if isinstance(normalized_shape, int)
                                  else tuple(normalized_shape))
         self.eps, self.elementwise_affine = eps, elementwise_affine
-        affine = _parameter(self.normalized_shape, device, dtype) if elementwise_affine else None
+        affine = empty_parameter(self.normalized_shape, device, dtype) if elementwise_affine else None
         self.register_parameter("weight", affine)
-        self.register_parameter("bias", _parameter(self.normalized_shape, device, dtype)
+        self.register_parameter("bias", empty_parameter(self.normalized_shape, device, dtype)
                                 if elementwise_affine and bias else None)
         self.reset_parameters()
 
@@ -48,8 +48,8 @@ class GroupNorm(Module):
             raise ValueError(f"GroupNorm: num_channels ({num_channels}) must be divisible by num_groups "
                              f"({num_groups})")
         self.num_groups, self.num_channels, self.eps, self.affine = num_groups, num_channels, eps, affine
-        self.register_parameter("weight", _parameter((num_channels,), device, dtype) if affine else None)
-        self.register_parameter("bias", _parameter((num_channels,), device, dtype) if affine else None)
+        self.register_parameter("weight", empty_parameter((num_channels,), device, dtype) if affine else None)
+        self.register_parameter("bias", empty_parameter((num_channels,), device, dtype) if affine else None)
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -78,11 +78,11 @@ class _BatchNorm(Module):
         super().__init__()
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
-        self.register_parameter("weight", _parameter((num_features,), device, dtype) if affine else None)
-        self.register_parameter("bias", _parameter((num_features,), device, dtype) if affine else None)
+        self.register_parameter("weight", empty_parameter((num_features,), device, dtype) if affine else None)
+        self.register_parameter("bias", empty_parameter((num_features,), device, dtype) if affine else None)
         if track_running_stats:
-            self.register_buffer("running_mean", _zeros((num_features,), device, dtype))
-            self.register_buffer("running_var", _zeros((num_features,), device, dtype))
+            self.register_buffer("running_mean", zeros_tensor((num_features,), device, dtype))
+            self.register_buffer("running_var", zeros_tensor((num_features,), device, dtype))
             nbt = backend.asarray(0, dtype="int64", device=device or "cpu")
             self.register_buffer("num_batches_tracked", Tensor(nbt))
         else:

@@ -48,17 +48,17 @@ class GRUStep(Function):
         n = rz[:, :H] * gh[:, 2 * H:]
         n += gi[:, 2 * H:]
         xp.tanh(n, out=n)
-        self.rz, self.n, self.gh_n = rz, n, gh[:, 2 * H:]
+        self.save_for_backward(h, w_hh_t, rz, n, gh[:, 2 * H:])
         return n + rz[:, H:] * (h - n)
 
     def backward(self, gy):
-        g, h, w_hh_t = gy.data, self.inputs[1].data, self.inputs[2].data
-        xp, H, rz, n = backend.get_array_module(g), h.shape[-1], self.rz, self.n
+        g, (h, w_hh_t, rz, n, gh_n) = gy.data, (t.data for t in self.saved_tensors)
+        xp, H = backend.get_array_module(g), h.shape[-1]
         dn = g * (1 - rz[:, H:]) * (1 - n * n)
-        drz = xp.concatenate([dn * self.gh_n, g * (h - n)], axis=1)
+        drz = xp.concatenate([dn * gh_n, g * (h - n)], axis=1)
         drz *= rz * (1 - rz)
         dgh = xp.concatenate([drz, dn * rz[:, :H]], axis=1)
-        need = [t._requires_grad for t in self.inputs]
+        need = self.needs_input_grad
         grads = [xp.concatenate([drz, dn], axis=1) if need[0] else None,
                  g * rz[:, H:] + xp.matmul(dgh, w_hh_t.T) if need[1] else None,
                  xp.matmul(h.T, dgh) if need[2] else None]
@@ -92,19 +92,20 @@ class LSTMStep(Function):
         g = xp.tanh(a[:, 2 * H:3 * H])
         _sigmoid_(a)  # all of it: one contiguous pass is faster than three strided ones; block g is unused
         c_new = a[:, H:2 * H] * c + a[:, :H] * g
-        self.gates, self.g, self.tanh_c = a, g, xp.tanh(c_new)
-        return a[:, 3 * H:] * self.tanh_c, c_new
+        tanh_c = xp.tanh(c_new)
+        self.save_for_backward(h, c, w_hh_t, a, g, tanh_c)
+        return a[:, 3 * H:] * tanh_c, c_new
 
     def backward(self, gh, gc):
-        gh, gc, h, c, w_hh_t = gh.data, gc.data, self.inputs[1].data, self.inputs[2].data, self.inputs[3].data
-        xp, H, a, g, tc = backend.get_array_module(gh), h.shape[-1], self.gates, self.g, self.tanh_c
+        gh, gc, (h, c, w_hh_t, a, g, tc) = gh.data, gc.data, (t.data for t in self.saved_tensors)
+        xp, H = backend.get_array_module(gh), h.shape[-1]
         i, f, o = a[:, :H], a[:, H:2 * H], a[:, 3 * H:]
         cc = gh * o * (1 - tc * tc) + gc
         d = xp.concatenate([cc * g, cc * c, cc * i, gh * tc], axis=1)
         slope = a * (1 - a)
         slope[:, 2 * H:3 * H] = 1 - g * g
         d *= slope
-        need = [t._requires_grad for t in self.inputs]
+        need = self.needs_input_grad
         grads = [d if need[0] else None,
                  xp.matmul(d, w_hh_t.T) if need[1] else None,
                  cc * f if need[2] else None,

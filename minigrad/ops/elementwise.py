@@ -6,64 +6,80 @@ and ties of maximum/minimum share the gradient equally between the two inputs.
 import math
 
 from minigrad import backend
-from minigrad.core import Function, Tensor, as_tensor
-from minigrad.ops.shape import add_tangents, unbroadcast
-
-
-def _xp(a):
-    return backend.get_array_module(a)
+from minigrad.backend import get_array_module
+from minigrad.core import Function, Tensor, as_tensor, as_tensors
+from minigrad.ops.shape import add_tangents, sum_to
 
 
 class Exp(Function):
-    needs_input_data = False
-    saves_output = True
-
     def forward(self, x):
-        return _xp(x).exp(x)
+        y = get_array_module(x).exp(x)
+        self.save_for_backward(y)
+        return y
 
     def backward(self, gy):
-        return gy * self.output()
+        y, = self.saved_tensors
+        return gy * y
 
     def jvp(self, tx):
         return tx * self.output()
 
 
+def exp(x):
+    return Exp()(x)
+
+
 class Log(Function):
     def forward(self, x):
-        return _xp(x).log(x)
+        self.save_for_backward(x)
+        return get_array_module(x).log(x)
 
     def backward(self, gy):
-        return gy / self.inputs[0]
+        x, = self.saved_tensors
+        return gy / x
 
     def jvp(self, tx):
         return tx / self.inputs[0]
 
 
-class Sqrt(Function):
-    needs_input_data = False
-    saves_output = True
+def log(x):
+    return Log()(x)
 
+
+class Sqrt(Function):
     def forward(self, x):
-        return _xp(x).sqrt(x)
+        y = get_array_module(x).sqrt(x)
+        self.save_for_backward(y)
+        return y
 
     def backward(self, gy):
-        return gy / (2 * self.output())
+        y, = self.saved_tensors
+        return gy / (2 * y)
 
     def jvp(self, tx):
         return tx / (2 * self.output())
 
 
+def sqrt(x):
+    return Sqrt()(x)
+
+
 class Abs(Function):
     def forward(self, x):
-        return _xp(x).abs(x)
+        self.save_for_backward(x)
+        return get_array_module(x).abs(x)
 
     def backward(self, gy):
-        x = self.inputs[0].data
-        return gy * Tensor(_xp(x).sign(x))
+        x = self.saved_tensors[0].data
+        return gy * Tensor(get_array_module(x).sign(x))
 
     def jvp(self, tx):
         x = self.inputs[0].data
-        return tx * Tensor(_xp(x).sign(x))
+        return tx * Tensor(get_array_module(x).sign(x))
+
+
+def abs(x):
+    return Abs()(x)
 
 
 class Clip(Function):
@@ -71,10 +87,11 @@ class Clip(Function):
         self.lo, self.hi = lo, hi
 
     def forward(self, x):
-        return _xp(x).clip(x, self.lo, self.hi)
+        self.save_for_backward(x)
+        return get_array_module(x).clip(x, self.lo, self.hi)
 
     def backward(self, gy):
-        x = self.inputs[0].data
+        x = self.saved_tensors[0].data
         inside = x == x
         if self.lo is not None:
             inside &= x >= self.lo
@@ -92,211 +109,6 @@ class Clip(Function):
         return tx * Tensor(inside.astype(x.dtype))
 
 
-class Maximum(Function):
-    def forward(self, a, b):
-        return _xp(a).maximum(a, b)
-
-    def backward(self, gy):
-        a, b = self.inputs
-        wa = (a.data > b.data) + 0.5 * (a.data == b.data)
-        wa = Tensor(wa.astype(gy.dtype))
-        return unbroadcast(gy * wa, a), unbroadcast(gy * (1 - wa), b)
-
-    def jvp(self, ta, tb):
-        a, b = self.inputs
-        wa = Tensor(((a.data > b.data) + 0.5 * (a.data == b.data)).astype(a.dtype))
-        return add_tangents(None if ta is None else ta * wa, None if tb is None else tb * (1 - wa))
-
-
-class Minimum(Function):
-    def forward(self, a, b):
-        return _xp(a).minimum(a, b)
-
-    def backward(self, gy):
-        a, b = self.inputs
-        wa = (a.data < b.data) + 0.5 * (a.data == b.data)
-        wa = Tensor(wa.astype(gy.dtype))
-        return unbroadcast(gy * wa, a), unbroadcast(gy * (1 - wa), b)
-
-    def jvp(self, ta, tb):
-        a, b = self.inputs
-        wa = Tensor(((a.data < b.data) + 0.5 * (a.data == b.data)).astype(a.dtype))
-        return add_tangents(None if ta is None else ta * wa, None if tb is None else tb * (1 - wa))
-
-
-class Where(Function):
-    """``where(cond, a, b)``; ``cond`` is a constant boolean array."""
-    needs_input_data = False
-
-
-    def __init__(self, cond):
-        self.cond = cond
-
-    def forward(self, a, b):
-        return _xp(a).where(self.cond, a, b)
-
-    def backward(self, gy):
-        a, b = self.inputs
-        zero = Tensor(_xp(gy.data).zeros((), gy.dtype))
-        return (unbroadcast(Where(self.cond)(gy, zero), a) if a._requires_grad else None,
-                unbroadcast(Where(self.cond)(zero, gy), b) if b._requires_grad else None)
-
-    def jvp(self, ta, tb):
-        like = ta if ta is not None else tb
-        zero = Tensor(_xp(like.data).zeros((), like.dtype))
-        return Where(self.cond)(zero if ta is None else ta, zero if tb is None else tb)
-
-
-class Sin(Function):
-    def forward(self, x):
-        return _xp(x).sin(x)
-
-    def backward(self, gy):
-        return gy * cos(self.inputs[0])
-
-    def jvp(self, tx):
-        return tx * cos(self.inputs[0])
-
-
-class Cos(Function):
-    def forward(self, x):
-        return _xp(x).cos(x)
-
-    def backward(self, gy):
-        return -gy * sin(self.inputs[0])
-
-    def jvp(self, tx):
-        return -tx * sin(self.inputs[0])
-
-
-class Tanh(Function):
-    needs_input_data = False
-    saves_output = True
-
-    def forward(self, x):
-        return _xp(x).tanh(x)
-
-    def backward(self, gy):
-        y = self.output()
-        return gy * (1 - y * y)
-
-    def jvp(self, tx):
-        y = self.output()
-        return tx * (1 - y * y)
-
-
-class Sigmoid(Function):
-    needs_input_data = False
-    saves_output = True
-
-    def forward(self, x):
-        xp = _xp(x)
-        return (xp.tanh(x * 0.5) + 1) * 0.5  # = 1/(1+e^-x), stable for any |x|
-
-    def backward(self, gy):
-        y = self.output()
-        return gy * y * (1 - y)
-
-    def jvp(self, tx):
-        y = self.output()
-        return tx * y * (1 - y)
-
-
-class Relu(Function):
-    def forward(self, x):
-        return _xp(x).maximum(x, 0)
-
-    def backward(self, gy):
-        x = self.inputs[0].data
-        return gy * Tensor((x > 0).astype(x.dtype))
-
-    def jvp(self, tx):
-        x = self.inputs[0].data
-        return tx * Tensor((x > 0).astype(x.dtype))
-
-
-class LeakyRelu(Function):
-    def __init__(self, slope):
-        self.slope = slope
-
-    def forward(self, x):
-        return _xp(x).where(x > 0, x, x * self.slope)
-
-    def backward(self, gy):
-        x = self.inputs[0].data
-        return gy * Tensor(_xp(x).where(x > 0, 1, self.slope).astype(x.dtype))
-
-    def jvp(self, tx):
-        x = self.inputs[0].data
-        return tx * Tensor(_xp(x).where(x > 0, 1, self.slope).astype(x.dtype))
-
-
-class Elu(Function):
-    saves_output = True
-
-    def __init__(self, alpha):
-        self.alpha = alpha
-
-    def forward(self, x):
-        xp = _xp(x)
-        return xp.where(x > 0, x, self.alpha * xp.expm1(xp.minimum(x, 0)))
-
-    def backward(self, gy):
-        x = self.inputs[0]
-        positive = x.data > 0
-        return Where(positive)(gy, gy * (self.output() + self.alpha))
-
-    def jvp(self, tx):
-        return Where(self.inputs[0].data > 0)(tx, tx * (self.output() + self.alpha))
-
-
-class Erf(Function):
-    def forward(self, x):
-        return backend.erf(x)
-
-    def backward(self, gy):
-        x = self.inputs[0]
-        return gy * (2 / math.sqrt(math.pi)) * exp(-(x * x))
-
-    def jvp(self, tx):
-        x = self.inputs[0]
-        return tx * (2 / math.sqrt(math.pi)) * exp(-(x * x))
-
-
-class Softplus(Function):
-    """log(1 + e^{βx}) / β, computed as max(x,0) + log1p(e^{-|x|}) so it never overflows."""
-
-    def __init__(self, beta):
-        self.beta = beta
-
-    def forward(self, x):
-        xp = _xp(x)
-        bx = x * self.beta
-        return (xp.maximum(bx, 0) + xp.log1p(xp.exp(-xp.abs(bx)))) / self.beta
-
-    def backward(self, gy):
-        return gy * sigmoid(self.inputs[0] * self.beta)
-
-    def jvp(self, tx):
-        return tx * sigmoid(self.inputs[0] * self.beta)
-
-
-def exp(x):
-    return Exp()(x)
-
-
-def log(x):
-    return Log()(x)
-
-
-def sqrt(x):
-    return Sqrt()(x)
-
-
-def abs(x):
-    return Abs()(x)
-
-
 def clip(x, min=None, max=None):
     """Clamp to ``[min, max]`` (either may be None); the gradient passes where min ≤ x ≤ max."""
     if min is None and max is None:
@@ -307,19 +119,71 @@ def clip(x, min=None, max=None):
 clamp = clip
 
 
+class Maximum(Function):
+    """max(a, b) element-wise; ties share the gradient equally. ``Minimum`` is the same with the order flipped."""
+
+    def forward(self, a, b):
+        self.save_for_backward(a, b)
+        return get_array_module(a).maximum(a, b)
+
+    def weight_of_a(self, a, b):
+        return (a > b) + 0.5 * (a == b)
+
+    def backward(self, gy):
+        a, b = (t.data for t in self.saved_tensors)
+        wa = Tensor(self.weight_of_a(a, b).astype(gy.dtype))
+        need_a, need_b = self.needs_input_grad
+        return (sum_to(gy * wa, self.input_shape(0)) if need_a else None,
+                sum_to(gy * (1 - wa), self.input_shape(1)) if need_b else None)
+
+    def jvp(self, ta, tb):
+        a, b = self.inputs
+        wa = Tensor(self.weight_of_a(a.data, b.data).astype(a.dtype))
+        return add_tangents(None if ta is None else ta * wa, None if tb is None else tb * (1 - wa))
+
+
 def maximum(a, b):
     return Maximum()(a, b)
+
+
+class Minimum(Maximum):
+    def forward(self, a, b):
+        self.save_for_backward(a, b)
+        return get_array_module(a).minimum(a, b)
+
+    def weight_of_a(self, a, b):
+        return (a < b) + 0.5 * (a == b)
 
 
 def minimum(a, b):
     return Minimum()(a, b)
 
 
+class Where(Function):
+    """``where(cond, a, b)``; ``cond`` is a constant boolean array."""
+
+    def __init__(self, cond):
+        self.cond = cond
+
+    def forward(self, a, b):
+        return get_array_module(a).where(self.cond, a, b)
+
+    def backward(self, gy):
+        zero = Tensor(get_array_module(gy.data).zeros((), gy.dtype))
+        need_a, need_b = self.needs_input_grad
+        return (sum_to(Where(self.cond)(gy, zero), self.input_shape(0)) if need_a else None,
+                sum_to(Where(self.cond)(zero, gy), self.input_shape(1)) if need_b else None)
+
+    def jvp(self, ta, tb):
+        like = ta if ta is not None else tb
+        zero = Tensor(get_array_module(like.data).zeros((), like.dtype))
+        return Where(self.cond)(zero if ta is None else ta, zero if tb is None else tb)
+
+
 def where(cond, a, b):
     """``a`` where ``cond`` else ``b`` (broadcasting); ``cond`` is a boolean tensor or array, never differentiated."""
-    from minigrad.ops.arithmetic import _pair
     cond = cond.data if isinstance(cond, Tensor) else cond
-    a, b = _pair(a, b)
+    a, b = as_tensors(a, b)
     if not backend.is_array(cond):
         cond = a.xp.asarray(cond)
     if cond.dtype != bool:
@@ -327,32 +191,151 @@ def where(cond, a, b):
     return Where(cond)(a, b)
 
 
+class Sin(Function):
+    def forward(self, x):
+        self.save_for_backward(x)
+        return get_array_module(x).sin(x)
+
+    def backward(self, gy):
+        x, = self.saved_tensors
+        return gy * cos(x)
+
+    def jvp(self, tx):
+        return tx * cos(self.inputs[0])
+
+
 def sin(x):
     return Sin()(x)
+
+
+class Cos(Function):
+    def forward(self, x):
+        self.save_for_backward(x)
+        return get_array_module(x).cos(x)
+
+    def backward(self, gy):
+        x, = self.saved_tensors
+        return -gy * sin(x)
+
+    def jvp(self, tx):
+        return -tx * sin(self.inputs[0])
 
 
 def cos(x):
     return Cos()(x)
 
 
+class Tanh(Function):
+    def forward(self, x):
+        y = get_array_module(x).tanh(x)
+        self.save_for_backward(y)
+        return y
+
+    def backward(self, gy):
+        y, = self.saved_tensors
+        return gy * (1 - y * y)
+
+    def jvp(self, tx):
+        y = self.output()
+        return tx * (1 - y * y)
+
+
 def tanh(x):
     return Tanh()(x)
+
+
+class Sigmoid(Function):
+    def forward(self, x):
+        y = (get_array_module(x).tanh(x * 0.5) + 1) * 0.5  # = 1/(1+e^-x), stable for any |x|
+        self.save_for_backward(y)
+        return y
+
+    def backward(self, gy):
+        y, = self.saved_tensors
+        return gy * y * (1 - y)
+
+    def jvp(self, tx):
+        y = self.output()
+        return tx * y * (1 - y)
 
 
 def sigmoid(x):
     return Sigmoid()(x)
 
 
+class Relu(Function):
+    def forward(self, x):
+        self.save_for_backward(x)
+        return get_array_module(x).maximum(x, 0)
+
+    def backward(self, gy):
+        x = self.saved_tensors[0].data
+        return gy * Tensor((x > 0).astype(x.dtype))
+
+    def jvp(self, tx):
+        x = self.inputs[0].data
+        return tx * Tensor((x > 0).astype(x.dtype))
+
+
 def relu(x):
     return Relu()(x)
+
+
+class LeakyRelu(Function):
+    def __init__(self, slope):
+        self.slope = slope
+
+    def forward(self, x):
+        self.save_for_backward(x)
+        return get_array_module(x).where(x > 0, x, x * self.slope)
+
+    def backward(self, gy):
+        x = self.saved_tensors[0].data
+        return gy * Tensor(get_array_module(x).where(x > 0, 1, self.slope).astype(x.dtype))
+
+    def jvp(self, tx):
+        x = self.inputs[0].data
+        return tx * Tensor(get_array_module(x).where(x > 0, 1, self.slope).astype(x.dtype))
 
 
 def leaky_relu(x, negative_slope=0.01):
     return LeakyRelu(negative_slope)(x)
 
 
+class Elu(Function):
+    def __init__(self, alpha):
+        self.alpha = alpha
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        y = xp.where(x > 0, x, self.alpha * xp.expm1(xp.minimum(x, 0)))
+        self.save_for_backward(x > 0, y)
+        return y
+
+    def backward(self, gy):
+        positive, y = self.saved_tensors
+        return Where(positive.data)(gy, gy * (y + self.alpha))
+
+    def jvp(self, tx):
+        return Where(self.inputs[0].data > 0)(tx, tx * (self.output() + self.alpha))
+
+
 def elu(x, alpha=1.0):
     return Elu(alpha)(x)
+
+
+class Erf(Function):
+    def forward(self, x):
+        self.save_for_backward(x)
+        return backend.erf(x)
+
+    def backward(self, gy):
+        x, = self.saved_tensors
+        return gy * (2 / math.sqrt(math.pi)) * exp(-(x * x))
+
+    def jvp(self, tx):
+        x = self.inputs[0]
+        return tx * (2 / math.sqrt(math.pi)) * exp(-(x * x))
 
 
 def erf(x):
@@ -369,6 +352,26 @@ def gelu(x, approximate="none"):
     return 0.5 * x * (1 + erf(x * (1 / math.sqrt(2))))
 
 
+class Softplus(Function):
+    """log(1 + e^{βx}) / β, computed as max(x,0) + log1p(e^{-|x|}) so it never overflows."""
+
+    def __init__(self, beta):
+        self.beta = beta
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        self.save_for_backward(x)
+        bx = x * self.beta
+        return (xp.maximum(bx, 0) + xp.log1p(xp.exp(-xp.abs(bx)))) / self.beta
+
+    def backward(self, gy):
+        x, = self.saved_tensors
+        return gy * sigmoid(x * self.beta)
+
+    def jvp(self, tx):
+        return tx * sigmoid(self.inputs[0] * self.beta)
+
+
 def softplus(x, beta=1.0):
     return Softplus(beta)(x)
 
@@ -376,4 +379,4 @@ def softplus(x, beta=1.0):
 def sign(x):
     """Sign of each element (no gradient: the derivative is zero almost everywhere)."""
     x = as_tensor(x)
-    return Tensor(_xp(x.data).sign(x.data))
+    return Tensor(get_array_module(x.data).sign(x.data))

@@ -2,35 +2,33 @@
 import math
 import string
 
-from minigrad import backend
-from minigrad.core import Function, as_tensor
+from minigrad.backend import get_array_module
+from minigrad.core import Function, as_tensor, as_tensors
 from minigrad.ops.shape import add_tangents, broadcast_to, reshape, sum_to, swapaxes
 
 
-def _xp(a):
-    return backend.get_array_module(a)
-
-
 class MatMul(Function):
-    """a @ b for ndim ≥ 2 (batch axes broadcast): ∂a = gy @ bᵀ, ∂b = aᵀ @ gy, each summed to its shape."""
-    needs_input_data = "other"
-
+    """a @ b for ndim ≥ 2 (batch axes broadcast): ∂a = gy @ bᵀ, ∂b = aᵀ @ gy, each summed to its shape.
+    Each input is read only for the other's gradient, so only that one is kept."""
 
     def forward(self, a, b):
+        need_a, need_b = self.needs_input_grad
+        self.save_for_backward(a if need_b else None, b if need_a else None)
         if a.ndim > 2 and b.ndim == 2:  # one BLAS product over the stacked rows, not a loop over the batch
             rows = math.prod(a.shape[:-1])  # not -1: that cannot be inferred when an axis is empty
-            return _xp(a).matmul(a.reshape(rows, a.shape[-1]), b).reshape(a.shape[:-1] + (b.shape[-1],))
-        return _xp(a).matmul(a, b)
+            return get_array_module(a).matmul(a.reshape(rows, a.shape[-1]), b).reshape(a.shape[:-1] + (b.shape[-1],))
+        return get_array_module(a).matmul(a, b)
 
     def backward(self, gy):
-        a, b = self.inputs
-        ga = sum_to(MatMul()(gy, swapaxes(b, -1, -2)), a.shape) if a._requires_grad else None
+        a, b = self.saved_tensors
+        need_a, need_b = self.needs_input_grad
+        ga = sum_to(MatMul()(gy, swapaxes(b, -1, -2)), self.input_shape(0)) if need_a else None
         gb = None
-        if b._requires_grad and b.ndim == 2 and a.ndim > 2:  # a weight shared by a batch: one big product
+        if need_b and len(self.input_shape(1)) == 2 and a.ndim > 2:  # a weight shared by a batch: one product
             rows = math.prod(a.shape[:-1])
             gb = MatMul()(swapaxes(reshape(a, (rows, a.shape[-1])), 0, 1), reshape(gy, (rows, gy.shape[-1])))
-        elif b._requires_grad:
-            gb = sum_to(MatMul()(swapaxes(a, -1, -2), gy), b.shape)
+        elif need_b:
+            gb = sum_to(MatMul()(swapaxes(a, -1, -2), gy), self.input_shape(1))
         return ga, gb
 
     def jvp(self, ta, tb):
@@ -48,8 +46,7 @@ def _check_batch_shapes(sa, sb, a_shape, b_shape):
 
 def matmul(a, b):
     """NumPy's ``matmul``: 1-D operands are promoted to matrices and the added axis dropped again."""
-    from minigrad.ops.arithmetic import _pair
-    a, b = _pair(a, b)
+    a, b = as_tensors(a, b)
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError(f"matmul: operands must have at least 1 axis, got shapes {a.shape} and {b.shape}")
     if a.shape[-1] != b.shape[-2 if b.ndim > 1 else 0]:
@@ -70,8 +67,7 @@ def matmul(a, b):
 
 def dot(a, b):
     """PyTorch's ``dot``: the inner product of two 1-D tensors of equal length, a 0-d tensor."""
-    from minigrad.ops.arithmetic import _pair
-    a, b = _pair(a, b)
+    a, b = as_tensors(a, b)
     if a.ndim != 1 or b.ndim != 1 or a.shape != b.shape:
         raise ValueError(f"dot: needs two 1-D tensors of the same length, got shapes {a.shape} and {b.shape}")
     return matmul(a, b)
@@ -80,25 +76,26 @@ def dot(a, b):
 class Linear(Function):
     """y = x Wᵀ + b over the last axis of x, as one node (the layer's op). Backward, in matmuls so it can be
     differentiated again: ∂x = gy W, ∂W = gyᵀ x and ∂b = Σ gy, summed over all leading axes."""
-    needs_input_data = "other"
 
     def forward(self, x, w, b=None):
-        y = _xp(x).matmul(x, w.T)
+        need_x, need_w = self.needs_input_grad[:2]
+        self.save_for_backward(x if need_w else None, w if need_x else None)
+        y = get_array_module(x).matmul(x, w.T)
         if b is not None:
             y += b
         return y
 
     def backward(self, gy):
-        x, w = self.inputs[0], self.inputs[1]
-        gx = matmul(gy, w) if x._requires_grad else None
+        x, w = self.saved_tensors
+        need = self.needs_input_grad
+        gx = matmul(gy, w) if need[0] else None
         gw = None
-        if w._requires_grad:
+        if need[1]:
             g2, x2 = reshape(gy, (-1, gy.shape[-1])), reshape(x, (-1, x.shape[-1]))
             gw = MatMul()(swapaxes(g2, 0, 1), x2)
-        if len(self.inputs) == 2:
+        if len(need) == 2:
             return gx, gw
-        b = self.inputs[2]
-        return gx, gw, (sum_to(gy, b.shape) if b._requires_grad else None)
+        return gx, gw, (sum_to(gy, self.input_shape(2)) if need[2] else None)
 
     def jvp(self, tx, tw, tb=None):
         x, w = self.inputs[0], self.inputs[1]
@@ -149,28 +146,30 @@ def _parse(subscripts, shapes):
 
 
 class Einsum(Function):
-    needs_input_data = "other"
+    """Einstein summation; the gradient of operand i is the einsum of the gradient with the other operands."""
 
     def __init__(self, ins, out):
         self.ins, self.out = ins, out
 
     def forward(self, *xs):
-        return _xp(xs[0]).einsum(",".join(self.ins) + "->" + self.out, *xs)
+        need = self.needs_input_grad
+        self.save_for_backward(*(x if any(need[:i] + need[i + 1:]) else None for i, x in enumerate(xs)))
+        self.shapes = [x.shape for x in xs]
+        return get_array_module(xs[0]).einsum(",".join(self.ins) + "->" + self.out, *xs)
 
     def backward(self, gy):
-        grads = []
-        for i, x in enumerate(self.inputs):
-            if not x._requires_grad:
+        xs, grads = self.saved_tensors, []
+        for i, shape in enumerate(self.shapes):
+            if not self.needs_input_grad[i]:
                 grads.append(None)
                 continue
             others = [s for j, s in enumerate(self.ins) if j != i]
             present = set(self.out).union(*others)
             target = self.ins[i]
             kept = "".join(c for c in target if c in present)
-            g = Einsum([self.out] + others, kept)(gy, *[t for j, t in enumerate(self.inputs) if j != i])
+            g = Einsum([self.out] + others, kept)(gy, *[t for j, t in enumerate(xs) if j != i])
             if kept != target:  # indices summed in x alone: broadcast the gradient over them
-                shape = tuple(x.shape[target.index(c)] if c in kept else 1 for c in target)
-                g = broadcast_to(reshape(g, shape), x.shape)
+                g = broadcast_to(reshape(g, tuple(shape[target.index(c)] if c in kept else 1 for c in target)), shape)
             grads.append(g)
         return tuple(grads)
 

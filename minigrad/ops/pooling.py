@@ -9,21 +9,18 @@ differentiation, so every order of derivative exists. Adaptive average pooling i
 import math
 
 from minigrad import backend
+from minigrad.backend import get_array_module
 from minigrad.core import Function, Tensor, as_tensor, is_grad_enabled
-from minigrad.ops.conv import Geometry, _one, _pair
+from minigrad.ops.conv import Geometry, int_pair, single_int
 from minigrad.ops.reduction import mean
 from minigrad.ops.shape import reshape, squeeze, unsqueeze
 
 
-def _xp(a):
-    return backend.get_array_module(a)
-
-
 def _geometry(fn, x, kernel_size, stride, padding, dilation, ceil_mode):
     """Geometry of a pooling window; ceil_mode adds bottom/right padding for the extra window."""
-    k = _pair(kernel_size, "kernel_size", fn)
-    s = k if stride is None or stride == () or stride == [] else _pair(stride, "stride", fn)
-    p, d = _pair(padding, "padding", fn), _pair(dilation, "dilation", fn)
+    k = int_pair(kernel_size, "kernel_size", fn)
+    s = k if stride is None or stride == () or stride == [] else int_pair(stride, "stride", fn)
+    p, d = int_pair(padding, "padding", fn), int_pair(dilation, "dilation", fn)
     if min(k) < 1 or min(s) < 1 or min(d) < 1 or min(p) < 0:
         raise ValueError(f"{fn}: kernel_size {k}, stride {s} and dilation {d} must be positive, padding {p} >= 0")
     if any(2 * pi > ki for pi, ki in zip(p, k)):
@@ -56,7 +53,7 @@ def _dense(a):
     """``a`` (copied only if it has gaps) and the order of its axes in memory, slowest first."""
     order = sorted(range(a.ndim), key=lambda i: -a.strides[i])
     if not a.transpose(order).flags.c_contiguous:
-        return _xp(a).ascontiguousarray(a), list(range(a.ndim))
+        return get_array_module(a).ascontiguousarray(a), list(range(a.ndim))
     return a, order
 
 
@@ -64,16 +61,15 @@ class _Positions:
     """Where each window's maximum sits: tap number ``idx`` (N, C, Ho, Wo), turned on demand into ``pos``,
     offsets into the memory of the padded input (whose axis order ``order`` the gradient copies)."""
 
-    def __init__(self, idx, g, khw, xpad, order):
-        self.idx, self.g, self.khw, self.order = idx, g, khw, order
-        self.shape, self.strides = xpad.shape, [s // xpad.itemsize for s in xpad.strides]
+    def __init__(self, idx, g, khw, shape, strides, order):
+        self.idx, self.g, self.khw, self.shape, self.strides, self.order = idx, g, khw, shape, strides, order
         self.overlap = any(s < d * (k - 1) + 1 for s, d, k in zip(g.stride, g.dilation, khw))
         self._pos = None
 
     @property
     def pos(self):
         if self._pos is None:
-            xp = _xp(self.idx)
+            xp = get_array_module(self.idx)
             n, c, ho, wo = self.idx.shape
             (kh, kw), (sh, sw), (dh, dw) = self.khw, self.g.stride, self.g.dilation
             en, ec, eh, ew = self.strides
@@ -88,7 +84,7 @@ class _Positions:
 
     def indices(self, hw):
         """PyTorch's indices: each maximum's flat position h·W + w in its unpadded (H, W) input plane, int64."""
-        xp = _xp(self.idx)
+        xp = get_array_module(self.idx)
         _, _, ho, wo = self.idx.shape
         kw, (sh, sw), (dh, dw) = self.khw[1], self.g.stride, self.g.dilation
         (t, _), (l, _) = self.g.padding
@@ -100,7 +96,7 @@ class _Positions:
     def flat(self, a):
         """``a`` (shaped like the padded input) laid out in ``order`` and flattened."""
         mem = a.transpose(self.order)
-        return (mem if mem.flags.c_contiguous else _xp(a).ascontiguousarray(mem)).reshape(-1)
+        return (mem if mem.flags.c_contiguous else get_array_module(a).ascontiguousarray(mem)).reshape(-1)
 
     def unflat(self, flat):
         inverse = sorted(range(4), key=self.order.__getitem__)
@@ -109,15 +105,15 @@ class _Positions:
 
 class MaxPool2d(Function):
     """y = max over each window, taken tap by tap over strided views. When a backward may run (``positions``)
-    it remembers the first maximum of every window (as PyTorch does), found as idx = [v₀≠y]·(1 + [v₁≠y]·(1 + …))."""
+    it remembers the first maximum of every window (as PyTorch does), found as idx = [v₀≠y]·(1 + [v₁≠y]·(1 + …)).
+    With ``return_indices`` a second output holds PyTorch's indices (integers: no gradient flows through it)."""
 
-    needs_input_data = False
-
-    def __init__(self, g, khw, out_hw, positions=True):
-        self.g, self.khw, self.out_hw, self.positions = g, khw, out_hw, positions
+    def __init__(self, g, khw, out_hw, positions=True, return_indices=False):
+        self.g, self.khw, self.out_hw = g, khw, out_hw
+        self.positions, self.return_indices = positions or return_indices, return_indices
 
     def forward(self, x):
-        xp = _xp(x)
+        xp = get_array_module(x)
         xpad, order = _dense(self.g.pad(x, value=-math.inf))
         views = [xpad[key] for _, _, key in self.g.slices(self.khw, self.out_hw)]
         y = xp.maximum(views[0], views[1]) if len(views) > 1 else views[0].copy()
@@ -128,26 +124,33 @@ class MaxPool2d(Function):
         idx = xp.zeros(y.shape, dtype=xp.uint8 if len(views) < 256 else xp.int32)
         for v in reversed(views[:-1]):
             idx = (v != y) * (idx + 1)
-        self.at = _Positions(idx, self.g, self.khw, xpad, order)
+        self.save_for_backward(idx)
+        self.layout = xpad.shape, [s // xpad.itemsize for s in xpad.strides], order  # of the padded input
+        if self.return_indices:
+            return y, self.positions_of(idx).indices(x.shape[2:])
         return y
 
-    def backward(self, gy):
-        return MaxPoolScatter(self.at)(gy)
+    def positions_of(self, idx):
+        return _Positions(idx, self.g, self.khw, *self.layout)
+
+    def backward(self, gy, *_):
+        idx, = self.saved_tensors
+        return MaxPoolScatter(self.positions_of(idx.data))(gy)
 
     def jvp(self, tx):
-        return MaxPoolGather(self.at)(tx)  # the tangent at each window's (first) maximum
+        idx = self.saved[0]
+        gathered = MaxPoolGather(self.positions_of(idx.data if isinstance(idx, Tensor) else idx))(tx)
+        return (gathered, None) if self.return_indices else gathered  # the tangent at each window's first maximum
 
 
 class MaxPoolGather(Function):
     """x at the remembered argmax positions (max pooling with the winners fixed)."""
 
-    needs_input_data = False
-
     def __init__(self, at):
         self.at = at
 
     def forward(self, x):
-        return _xp(x).take(self.at.flat(self.at.g.pad(x)), self.at.pos)
+        return get_array_module(x).take(self.at.flat(self.at.g.pad(x)), self.at.pos)
 
     def backward(self, gy):
         return MaxPoolScatter(self.at)(gy)
@@ -159,13 +162,11 @@ class MaxPoolGather(Function):
 class MaxPoolScatter(Function):
     """Each window's gradient sent to its argmax pixel (summed where windows overlap): max pooling's backward."""
 
-    needs_input_data = False
-
     def __init__(self, at):
         self.at = at
 
     def forward(self, gy):
-        xp, at = _xp(gy), self.at
+        xp, at = get_array_module(gy), self.at
         size = math.prod(at.shape)
         if at.overlap:  # several windows may pick one pixel: bincount adds them up
             out = xp.bincount(at.pos.reshape(-1), weights=gy.reshape(-1), minlength=size).astype(gy.dtype)
@@ -187,12 +188,12 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     x, unbatched = _batched(input, "max_pool2d")
     g, k, out = _geometry("max_pool2d", x, kernel_size, stride, padding, dilation, ceil_mode)
     backward = x.requires_grad and is_grad_enabled()
-    pool = MaxPool2d(g, k, out, positions=return_indices or backward or x._fw is not None)  # _fw: forward mode
-    y = pool(x)
+    pool = MaxPool2d(g, k, out, backward or x._fw is not None, return_indices)  # _fw: forward mode
     if not return_indices:
+        y = pool(x)
         return squeeze(y, 0) if unbatched else y
-    indices = pool.at.indices(x.shape[2:])
-    return (squeeze(y, 0), Tensor(indices[0])) if unbatched else (y, Tensor(indices))
+    y, indices = pool(x)
+    return (squeeze(y, 0), Tensor(indices.data[0])) if unbatched else (y, indices)
 
 
 class MaxUnpool2d(Function):
@@ -200,13 +201,11 @@ class MaxUnpool2d(Function):
     that max pooling's indices describe. Backward reads the gradient back at ``pos`` (a differentiable gather),
     so where several inputs name one position each gets that position's gradient, as in PyTorch."""
 
-    needs_input_data = False
-
     def __init__(self, pos, shape):
         self.pos, self.shape = pos, shape
 
     def forward(self, x):
-        out = _xp(x).zeros(math.prod(self.shape), dtype=x.dtype)
+        out = get_array_module(x).zeros(math.prod(self.shape), dtype=x.dtype)
         out[self.pos] = x
         return out.reshape(self.shape)
 
@@ -227,9 +226,9 @@ def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_siz
     if idx.shape != x.shape or idx.dtype.kind not in "iu":
         raise ValueError(f"max_unpool2d: indices must be integers of the input's shape {x.shape}, got "
                          f"{idx.dtype} of shape {idx.shape}")
-    k = _pair(kernel_size, "kernel_size", "max_unpool2d")
-    s = k if stride is None else _pair(stride, "stride", "max_unpool2d")
-    p = _pair(padding, "padding", "max_unpool2d")
+    k = int_pair(kernel_size, "kernel_size", "max_unpool2d")
+    s = k if stride is None else int_pair(stride, "stride", "max_unpool2d")
+    p = int_pair(padding, "padding", "max_unpool2d")
     hw = tuple((n - 1) * si - 2 * pi + ki for n, si, pi, ki in zip(x.shape[2:], s, p, k))
     if output_size is not None:
         size = tuple(output_size)[-2:]
@@ -242,7 +241,7 @@ def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_siz
         raise IndexError(f"max_unpool2d: indices must lie in [0, {plane}) for output planes {hw}, got values in "
                          f"[{int(idx.min())}, {int(idx.max())}]")
     n, c = x.shape[:2]
-    pos = idx.astype("int64") + (_xp(idx).arange(n * c, dtype="int64") * plane).reshape(n, c, 1, 1)
+    pos = idx.astype("int64") + (get_array_module(idx).arange(n * c, dtype="int64") * plane).reshape(n, c, 1, 1)
     y = MaxUnpool2d(pos, (n, c) + hw)(x)
     return squeeze(y, 0) if unbatched else y
 
@@ -262,7 +261,7 @@ def _window_sum(xpad, g, khw, out_hw):
 def _spread(gy, g, khw, hw):
     """Adjoint of ``_window_sum``: every output's value added over its window of a (cropped) image."""
     (t, b), (l, r) = g.padding
-    img = _xp(gy).zeros(gy.shape[:2] + (hw[0] + t + b, hw[1] + l + r), dtype=gy.dtype)
+    img = get_array_module(gy).zeros(gy.shape[:2] + (hw[0] + t + b, hw[1] + l + r), dtype=gy.dtype)
     for _, _, key in g.slices(khw, gy.shape[2:]):
         img[key] += gy
     return g.crop(img)
@@ -270,8 +269,6 @@ def _spread(gy, g, khw, hw):
 
 class AvgPool2d(Function):
     """y = (Σ over the window) / divisor; ``divisor`` is a number or an (Ho, Wo) array."""
-
-    needs_input_data = False
 
     def __init__(self, g, khw, out_hw, hw, divisor):
         self.args = (g, khw, out_hw, hw, divisor)
@@ -289,8 +286,6 @@ class AvgPool2d(Function):
 
 class AvgPool2dAdjoint(Function):
     """The backward of average pooling: gy / divisor spread evenly over each window."""
-
-    needs_input_data = False
 
     def __init__(self, g, khw, out_hw, hw, divisor):
         self.args = (g, khw, out_hw, hw, divisor)
@@ -324,7 +319,7 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
     else:  # count, for each window, the pixels that may be counted
         h, w = x.shape[2:]
         ph, pw = (t, l) if count_include_pad else (0, 0)
-        mask = _xp(x.data).zeros((1, 1, h + t + b, w + l + r))
+        mask = get_array_module(x.data).zeros((1, 1, h + t + b, w + l + r))
         mask[:, :, t - ph:t + h + ph, l - pw:l + w + pw] = 1
         divisor = _window_sum(mask, g, k, out)[0, 0]
     y = AvgPool2d(g, k, out, x.shape[2:], divisor)(x)
@@ -333,7 +328,7 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
 
 def _adaptive_matrix(n, m, like):
     """(m, n) matrix averaging PyTorch's adaptive bins: bin i covers [⌊i·n/m⌋, ⌈(i+1)·n/m⌉)."""
-    xp = _xp(like)
+    xp = get_array_module(like)
     a = xp.zeros((m, n), dtype=like.dtype)
     for i in range(m):
         lo, hi = (i * n) // m, -(-((i + 1) * n) // m)
@@ -372,21 +367,21 @@ def _as_2d(fn, input):
 
 def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
     x = _as_2d("max_pool1d", input)
-    stride = None if stride is None else (1, _one(stride, "stride", "max_pool1d"))
-    y = max_pool2d(x, (1, _one(kernel_size, "kernel_size", "max_pool1d")), stride,
-                   (0, _one(padding, "padding", "max_pool1d")), (1, _one(dilation, "dilation", "max_pool1d")),
-                   ceil_mode, return_indices)
+    stride = None if stride is None else (1, single_int(stride, "stride", "max_pool1d"))
+    y = max_pool2d(x, (1, single_int(kernel_size, "kernel_size", "max_pool1d")), stride,
+                   (0, single_int(padding, "padding", "max_pool1d")),
+                   (1, single_int(dilation, "dilation", "max_pool1d")), ceil_mode, return_indices)
     return (squeeze(y[0], -2), Tensor(y[1].data.squeeze(-2))) if return_indices else squeeze(y, -2)
 
 
 def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
     x = _as_2d("avg_pool1d", input)
-    stride = None if stride is None else (1, _one(stride, "stride", "avg_pool1d"))
-    y = avg_pool2d(x, (1, _one(kernel_size, "kernel_size", "avg_pool1d")), stride,
-                   (0, _one(padding, "padding", "avg_pool1d")), ceil_mode, count_include_pad)
+    stride = None if stride is None else (1, single_int(stride, "stride", "avg_pool1d"))
+    y = avg_pool2d(x, (1, single_int(kernel_size, "kernel_size", "avg_pool1d")), stride,
+                   (0, single_int(padding, "padding", "avg_pool1d")), ceil_mode, count_include_pad)
     return squeeze(y, -2)
 
 
 def adaptive_avg_pool1d(input, output_size):
     x = _as_2d("adaptive_avg_pool1d", input)
-    return squeeze(adaptive_avg_pool2d(x, (1, _one(output_size, "output_size", "adaptive_avg_pool1d"))), -2)
+    return squeeze(adaptive_avg_pool2d(x, (1, single_int(output_size, "output_size", "adaptive_avg_pool1d"))), -2)

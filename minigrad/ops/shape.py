@@ -1,16 +1,12 @@
 """Ops that move, copy or select elements: reshape, transpose, broadcast, indexing, concatenation, padding."""
-from minigrad.aliases import torch_names
 from minigrad import backend
+from minigrad.aliases import torch_names
+from minigrad.backend import get_array_module
 from minigrad.core import Function, Tensor, as_tensor
-
-
-def _xp(a):
-    return backend.get_array_module(a)
+from minigrad.ops import array_math
 
 
 class Reshape(Function):
-    needs_input_data = False
-
     def __init__(self, shape):
         self.shape = shape
 
@@ -35,8 +31,6 @@ def reshape(x, *shape):
 
 
 class Transpose(Function):
-    needs_input_data = False
-
     def __init__(self, axes):
         self.axes = axes
 
@@ -80,14 +74,12 @@ def swapaxes(x, a, b):
 
 
 class BroadcastTo(Function):
-    needs_input_data = False
-
     def __init__(self, shape):
         self.shape = shape
 
     def forward(self, x):
         self.in_shape = x.shape
-        return _xp(x).broadcast_to(x, self.shape)
+        return get_array_module(x).broadcast_to(x, self.shape)
 
     def backward(self, gy):
         return sum_to(gy, self.in_shape)
@@ -105,23 +97,13 @@ def broadcast_to(x, shape):
 expand = broadcast_to
 
 
-def _sum_to_array(g, shape):
-    """Sum the axes of ``g`` that broadcasting added or stretched, giving ``shape``."""
-    lead = g.ndim - len(shape)
-    axes = tuple(range(lead)) + tuple(i + lead for i, s in enumerate(shape) if s == 1 and g.shape[i + lead] != 1)
-    y = g.sum(axis=axes, keepdims=True) if axes else g
-    return y.reshape(shape) if lead else y
-
-
 class SumTo(Function):
-    needs_input_data = False
-
     def __init__(self, shape):
         self.shape = shape
 
     def forward(self, x):
         self.in_shape = x.shape
-        return _sum_to_array(x, self.shape)
+        return array_math.sum_to(x, self.shape)
 
     def backward(self, gy):
         return broadcast_to(gy, self.in_shape)
@@ -132,15 +114,8 @@ class SumTo(Function):
 
 def sum_to(x, shape):
     """Undo broadcasting: sum ``x`` down to ``shape`` (the backward of every broadcasting op)."""
-    shape = tuple(shape)
+    shape = shape if shape.__class__ is tuple else tuple(shape)
     return x if x.shape == shape else SumTo(shape)(x)
-
-
-def unbroadcast(g, x):
-    """The gradient ``g`` reduced to the shape of input ``x``, or None when ``x`` needs no gradient."""
-    if not x._requires_grad:
-        return None
-    return g if g.shape == x.shape else SumTo(x.shape)(g)
 
 
 def add_tangents(*ts):
@@ -203,8 +178,6 @@ def _is_advanced(key):
 
 
 class GetItem(Function):
-    needs_input_data = False
-
     def __init__(self, key):
         self.key = key
 
@@ -221,14 +194,11 @@ class GetItem(Function):
 
 class IndexAdd(Function):
     """Zeros of ``shape`` with ``g`` added at ``key`` (repeated indices accumulate): getitem's backward."""
-    needs_input_data = False
-
-
     def __init__(self, key, shape):
         self.key, self.shape = key, shape
 
     def forward(self, g):
-        out = _xp(g).zeros(self.shape, dtype=g.dtype)
+        out = get_array_module(g).zeros(self.shape, dtype=g.dtype)
         if _is_advanced(self.key):
             backend.scatter_add(out, self.key, g)
         else:
@@ -248,14 +218,12 @@ def getitem(x, key):
 
 
 class Concatenate(Function):
-    needs_input_data = False
-
     def __init__(self, axis):
         self.axis = axis
 
     def forward(self, *xs):
         self.sizes = [x.shape[self.axis] for x in xs]
-        return _xp(xs[0]).concatenate(xs, axis=self.axis)
+        return get_array_module(xs[0]).concatenate(xs, axis=self.axis)
 
     def backward(self, gy):
         bounds, total = [], 0
@@ -265,7 +233,7 @@ class Concatenate(Function):
         return split(gy, bounds, axis=self.axis)
 
     def jvp(self, *txs):
-        return Concatenate(self.axis)(*[Tensor(_xp(x.data).zeros(x.shape, x.dtype)) if t is None else t
+        return Concatenate(self.axis)(*[Tensor(get_array_module(x.data).zeros(x.shape, x.dtype)) if t is None else t
                                         for x, t in zip(self.inputs, txs)])
 
 
@@ -301,13 +269,11 @@ def stack(tensors, axis=0):
 
 
 class Split(Function):
-    needs_input_data = False
-
     def __init__(self, bounds, axis):
         self.bounds, self.axis = bounds, axis
 
     def forward(self, x):
-        return tuple(_xp(x).split(x, self.bounds, axis=self.axis))
+        return tuple(get_array_module(x).split(x, self.bounds, axis=self.axis))
 
     def backward(self, *gys):
         return Concatenate(self.axis)(*gys)
@@ -333,15 +299,13 @@ def split(x, indices_or_sections, axis=0):
 
 
 class Pad(Function):
-    needs_input_data = False
-
     def __init__(self, pad_width, value):
         self.pad_width, self.value = pad_width, value
 
     def forward(self, x):
         if not self.pad_width:
             return x.copy()
-        return _xp(x).pad(x, self.pad_width, mode="constant", constant_values=self.value)
+        return get_array_module(x).pad(x, self.pad_width, mode="constant", constant_values=self.value)
 
     def backward(self, gy):
         key = tuple(slice(lo, gy.shape[i] - hi) for i, (lo, hi) in enumerate(self.pad_width))
@@ -365,8 +329,6 @@ def pad(x, pad_width, value=0.0):
 
 
 class Cast(Function):
-    needs_input_data = False
-
     def __init__(self, dtype):
         self.dtype = dtype
 
@@ -387,8 +349,6 @@ def astype(x, dtype):
 
 
 class ToDevice(Function):
-    needs_input_data = False
-
     def __init__(self, device):
         self.device = device
 

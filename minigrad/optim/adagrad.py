@@ -1,6 +1,6 @@
 """Adagrad: per-coordinate steps shrinking with the sum of squared past gradients."""
 from minigrad import backend
-from minigrad.optim.optimizer import Optimizer, _check
+from minigrad.optim.optimizer import Optimizer, check_range
 
 
 class Adagrad(Optimizer):
@@ -13,7 +13,7 @@ class Adagrad(Optimizer):
                  maximize=False):
         for name, v in (("lr", lr), ("lr_decay", lr_decay), ("weight_decay", weight_decay),
                         ("initial_accumulator_value", initial_accumulator_value), ("eps", eps)):
-            _check(name, v, cls="Adagrad")
+            check_range(name, v, cls="Adagrad")
         super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay, eps=eps,
                                       initial_accumulator_value=initial_accumulator_value, maximize=maximize))
 

@@ -1,7 +1,7 @@
 """Adam and AdamW: bias-corrected running moments of the gradient, optionally AMSGrad."""
 import math
 
-from minigrad.optim.optimizer import Optimizer, _check, _zeros
+from minigrad.optim.optimizer import Optimizer, check_range, zeros_like_array
 
 
 class Adam(Optimizer):
@@ -19,11 +19,11 @@ class Adam(Optimizer):
         cls = type(self).__name__
         if len(betas) != 2:
             raise ValueError(f"{cls}: betas must be a pair (beta1, beta2), got {betas!r}")
-        _check("lr", lr, cls=cls)
-        _check("eps", eps, cls=cls)
-        _check("betas[0]", betas[0], 0.0, 1.0, cls=cls)
-        _check("betas[1]", betas[1], 0.0, 1.0, cls=cls)
-        _check("weight_decay", weight_decay, cls=cls)
+        check_range("lr", lr, cls=cls)
+        check_range("eps", eps, cls=cls)
+        check_range("betas[0]", betas[0], 0.0, 1.0, cls=cls)
+        check_range("betas[1]", betas[1], 0.0, 1.0, cls=cls)
+        check_range("weight_decay", weight_decay, cls=cls)
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
                                       amsgrad=amsgrad, maximize=maximize))
 
@@ -33,9 +33,9 @@ class Adam(Optimizer):
         amsgrad = group["amsgrad"]
 
         def new_state(x):
-            state = {"step": 0, "exp_avg": _zeros(x), "exp_avg_sq": _zeros(x)}
+            state = {"step": 0, "exp_avg": zeros_like_array(x), "exp_avg_sq": zeros_like_array(x)}
             if amsgrad:
-                state["max_exp_avg_sq"] = _zeros(x)
+                state["max_exp_avg_sq"] = zeros_like_array(x)
             return state
 
         for xp, x, g, state in self._updates(group, new_state, l2=not self.decoupled):

@@ -177,11 +177,11 @@ def _arrays(p):
     return x, g
 
 
-def _zeros(x):
+def zeros_like_array(x):
     return backend.get_array_module(x).zeros_like(x)
 
 
-def _check(name, value, low=0.0, high=None, cls="Optimizer"):
+def check_range(name, value, low=0.0, high=None, cls="Optimizer"):
     """A clear ValueError for a hyperparameter outside its range."""
     if not (value >= low and (high is None or value < high)):
         bound = f"[{low}, {high})" if high is not None else f">= {low}"

@@ -1,5 +1,5 @@
 """RMSprop: divide the gradient by a running root mean square of past gradients."""
-from minigrad.optim.optimizer import Optimizer, _check, _zeros
+from minigrad.optim.optimizer import Optimizer, check_range, zeros_like_array
 
 
 class RMSprop(Optimizer):
@@ -13,7 +13,7 @@ class RMSprop(Optimizer):
                  maximize=False):
         for name, v in (("lr", lr), ("alpha", alpha), ("eps", eps), ("weight_decay", weight_decay),
                         ("momentum", momentum)):
-            _check(name, v, cls="RMSprop")
+            check_range(name, v, cls="RMSprop")
         super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
                                       centered=centered, maximize=maximize))
 
@@ -22,11 +22,11 @@ class RMSprop(Optimizer):
         mu, centered = float(group["momentum"]), group["centered"]
 
         def new_state(x):
-            state = {"step": 0, "square_avg": _zeros(x)}
+            state = {"step": 0, "square_avg": zeros_like_array(x)}
             if mu > 0:
-                state["momentum_buffer"] = _zeros(x)
+                state["momentum_buffer"] = zeros_like_array(x)
             if centered:
-                state["grad_avg"] = _zeros(x)
+                state["grad_avg"] = zeros_like_array(x)
             return state
 
         for xp, x, g, state in self._updates(group, new_state):

@@ -1,5 +1,5 @@
 """Stochastic gradient descent with momentum, dampening, Nesterov momentum and L2 weight decay."""
-from minigrad.optim.optimizer import Optimizer, _check
+from minigrad.optim.optimizer import Optimizer, check_range
 
 
 class SGD(Optimizer):
@@ -11,7 +11,7 @@ class SGD(Optimizer):
     def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
                  maximize=False):
         for name, v in (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay)):
-            _check(name, v, cls="SGD")
+            check_range(name, v, cls="SGD")
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("SGD: nesterov=True needs momentum > 0 and dampening = 0")
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,

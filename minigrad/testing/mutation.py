@@ -36,7 +36,7 @@ def _replace_everywhere(original, new):
     from minigrad.core import Tensor
     for m in list(sys.modules.values()):
         d = getattr(m, "__dict__", None)
-        if not d or not getattr(m, "__name__", "").startswith(("minigrad", "models", "examples")):
+        if not d or not getattr(m, "__name__", "").startswith(("minigrad", "examples")):
             continue
         for k, v in list(d.items()):
             if v is original:
@@ -104,7 +104,7 @@ def _m(name, description, tests, *patches):
 def _erf_constant(backward):
     def wrong(self, gy):
         from minigrad.ops.elementwise import exp
-        x = self.inputs[0]
+        x, = self.saved_tensors
         return gy * 1.128 * exp(-(x * x))
     return wrong
 
@@ -112,33 +112,38 @@ def _erf_constant(backward):
 def _softmax_wrong_axis(backward):
     def wrong(self, gy):
         from minigrad.ops.reduction import sum as _sum
-        y = self.output()
+        y, = self.saved_tensors
         return y * (gy - _sum(gy * y, 0, keepdims=True))
     return wrong
 
 
 def _tanh_missing_square(backward):
     def wrong(self, gy):
-        return gy * (1 - self.output())
+        y, = self.saved_tensors
+        return gy * (1 - y)
     return wrong
 
 
 def _mul_swapped(backward):
     def wrong(self, gy):
-        from minigrad.ops.shape import unbroadcast
-        a, b = self.inputs
-        return unbroadcast(gy * a, a), unbroadcast(gy * b, b)
+        from minigrad.ops.shape import sum_to
+        b, a = self.saved_tensors  # Mul saves b for a's gradient and a for b's
+        need_a, need_b = self.needs_input_grad
+        return (sum_to(gy * a, self.input_shape(0)) if need_a else None,
+                sum_to(gy * b, self.input_shape(1)) if need_b else None)
     return wrong
 
 
 def _ties_full_gradient(backward):
     def wrong(self, gy):
         from minigrad.core import Tensor
-        from minigrad.ops.shape import unbroadcast
-        a, b = self.inputs
+        from minigrad.ops.shape import sum_to
+        a, b = self.saved_tensors
         wa = Tensor((a.data >= b.data).astype(gy.dtype))
         wb = Tensor((b.data >= a.data).astype(gy.dtype))
-        return unbroadcast(gy * wa, a), unbroadcast(gy * wb, b)
+        need_a, need_b = self.needs_input_grad
+        return (sum_to(gy * wa, self.input_shape(0)) if need_a else None,
+                sum_to(gy * wb, self.input_shape(1)) if need_b else None)
     return wrong
 
 
@@ -389,7 +394,7 @@ MUTANTS = [
     _m("tanh_grad_missing_square", "Tanh.backward uses 1 − y instead of 1 − y²", [SPECS + "test_grad[tanh-cpu]"],
        ("minigrad.ops.elementwise:Tanh.backward", _tanh_missing_square)),
     _m("softmax_grad_wrong_axis", "Softmax.backward sums over axis 0 instead of the softmax axis",
-       [SPECS + "test_grad[softmax-cpu]"], ("minigrad.ops.nn:Softmax.backward", _softmax_wrong_axis)),
+       [SPECS + "test_grad[softmax-cpu]"], ("minigrad.ops.reduction:Softmax.backward", _softmax_wrong_axis)),
     _m("mul_grad_swapped", "Mul.backward returns gy·a for a and gy·b for b", [SPECS + "test_grad[mul-cpu]"],
        ("minigrad.ops.arithmetic:Mul.backward", _mul_swapped)),
     _m("maximum_ties_full_gradient", "maximum/minimum give the whole gradient to both operands at a tie",
@@ -397,7 +402,7 @@ MUTANTS = [
        ("minigrad.ops.elementwise:Maximum.backward", _ties_full_gradient)),
     _m("label_smoothing_off_10pct", "cross_entropy smooths by 1.1 × label_smoothing",
        [SPECS + "test_forward[cross_entropy-cpu]"],
-       ("minigrad.ops.nn:cross_entropy", with_kwargs(label_smoothing=lambda s: s * 1.1))),
+       ("minigrad.ops.loss:cross_entropy", with_kwargs(label_smoothing=lambda s: s * 1.1))),
     _m("gelu_tanh_constant", "gelu(approximate='tanh') loses its 0.044715 cubic term",
        [SPECS + "test_forward[gelu_tanh-cpu]"],
        ("minigrad.ops.elementwise:gelu", with_kwargs(approximate=lambda a: "none" if a == "tanh" else a))),
@@ -439,83 +444,87 @@ MUTANTS = [
     # attention
     _m("attention_scale_1_over_d", "attention scales scores by 1/d instead of 1/√d (fused and composed)",
        [REF + "attention_equals_its_definition", REF + "multi_head_attention_equals_its_definition"],
-       ("models.attention:scaled_dot_product_attention", lambda fn: lambda q, k, v, *a, **kw: fn(
+       ("minigrad.models.attention:scaled_dot_product_attention", lambda fn: lambda q, k, v, *a, **kw: fn(
            q, k, v, *a, **{**kw, "scale": kw.get("scale") or 1.0 / q.shape[-1]})),
-       ("models.attention:attention_composed", lambda fn: lambda q, k, v, *a, **kw: fn(
+       ("minigrad.models.attention:attention_composed", lambda fn: lambda q, k, v, *a, **kw: fn(
            q, k, v, *a, **{**kw, "scale": kw.get("scale") or 1.0 / q.shape[-1]}))),
     _m("attention_mask_inverted", "the attention mask is inverted (fused and composed)",
        [REF + "attention_equals_its_definition", REF + "multi_head_attention_equals_its_definition"],
-       ("models.attention:scaled_dot_product_attention", _inverted_mask),
-       ("models.attention:attention_composed", _inverted_mask)),
+       ("minigrad.models.attention:scaled_dot_product_attention", _inverted_mask),
+       ("minigrad.models.attention:attention_composed", _inverted_mask)),
     _m("mha_key_padding_mask_inverted", "MultiHeadAttention inverts key_padding_mask (True = attend)",
        [REF + "multi_head_attention_equals_its_definition"],
-       ("models.attention:MultiHeadAttention.forward", _key_padding_mask_inverted)),
+       ("minigrad.models.attention:MultiHeadAttention.forward", _key_padding_mask_inverted)),
     _m("attention_causal_excludes_diagonal", "causal attention hides the diagonal too (fused and composed)",
        [REF + "attention_equals_its_definition"],
-       ("models.attention:scaled_dot_product_attention", _causal_excludes_diagonal),
-       ("models.attention:attention_composed", _causal_excludes_diagonal)),
+       ("minigrad.models.attention:scaled_dot_product_attention", _causal_excludes_diagonal),
+       ("minigrad.models.attention:attention_composed", _causal_excludes_diagonal)),
     _m("attention_grad_1e-4", "ScaledDotProductAttention.backward scaled by (1 + 1e-4)",
        [REF + "attention_equals_its_definition", "tests/models/test_attention.py"],
-       ("models.attention:ScaledDotProductAttention.backward", scale_backward(1 + 1e-4))),
+       ("minigrad.models.attention:ScaledDotProductAttention.backward", scale_backward(1 + 1e-4))),
     # CRF
     _m("crf_transposed_transitions", "the CRF uses g[j, i] for the transition i → j (log Z, path score, Viterbi)",
        [REF + "crf_log_partition_path_score_and_viterbi_equal_enumeration"],
-       ("models.crf:crf_log_partition", _transposed(1)), ("models.crf:crf_log_partition_composed", _transposed(1)),
-       ("models.crf:crf_path_score", _transposed(2)), ("models.crf:viterbi_decode", _transposed(1))),
+       ("minigrad.models.crf:crf_log_partition", _transposed(1)),
+       ("minigrad.models.crf:crf_log_partition_composed", _transposed(1)),
+       ("minigrad.models.crf:crf_path_score", _transposed(2)), ("minigrad.models.crf:viterbi_decode", _transposed(1))),
     _m("crf_log_partition_grad_1e-4", "LogPartition.backward scaled by (1 + 1e-4)",
        [REF + "crf_log_partition_path_score_and_viterbi_equal_enumeration"],
-       ("models.crf:LogPartition.backward", scale_backward(1 + 1e-4))),
+       ("minigrad.models.crf:LogPartition.backward", scale_backward(1 + 1e-4))),
     # capsules
     _m("squash_constant", "squash uses c = 2 instead of the requested constant (fused and composed)",
        [REF + "squash_equals_its_definition"],
-       ("models.capsule:squash", with_kwargs(c=lambda c: c * 2.0)),
-       ("models.capsule:squash_composed", with_kwargs(c=lambda c: c * 2.0))),
+       ("minigrad.models.capsule:squash", with_kwargs(c=lambda c: c * 2.0)),
+       ("minigrad.models.capsule:squash_composed", with_kwargs(c=lambda c: c * 2.0))),
     _m("routing_squash_constant", "dynamic routing squashes with twice the constant (fused and composed)",
        [REF + "routing_equals_its_definition"],
-       ("models.capsule:dynamic_routing", _routing_squash_constant),
-       ("models.capsule:dynamic_routing_composed", _routing_squash_constant)),
+       ("minigrad.models.capsule:dynamic_routing", _routing_squash_constant),
+       ("minigrad.models.capsule:dynamic_routing_composed", _routing_squash_constant)),
     _m("routing_grad_1e-4", "DynamicRouting.backward scaled by (1 + 1e-4)",
        [REF + "routing_equals_its_definition", "tests/models/test_capsule.py"],
-       ("models.capsule:DynamicRouting.backward", scale_backward(1 + 1e-4))),
+       ("minigrad.models.capsule:DynamicRouting.backward", scale_backward(1 + 1e-4))),
     # margin losses
     _m("am_softmax_margin_sign", "AM-softmax adds the margin instead of subtracting it",
        [REF + "margin_softmax_losses_equal_their_definition"],
-       ("models.margin:am_softmax_loss", with_kwargs(m=lambda m: -m))),
+       ("minigrad.models.margin:am_softmax_loss", with_kwargs(m=lambda m: -m))),
     _m("arcface_margin_10pct", "ArcFace's angular margin is 10 % too large",
        [REF + "margin_softmax_losses_equal_their_definition"],
-       ("models.margin:arcface_loss", with_kwargs(m=lambda m: m * 1.1))),
+       ("minigrad.models.margin:arcface_loss", with_kwargs(m=lambda m: m * 1.1))),
     _m("triplet_margin_sign", "the triplet hinge uses −margin",
        [REF + "triplet_and_contrastive_losses_equal_their_definition"],
-       ("models.margin:triplet_loss", with_kwargs(margin=lambda m: -m))),
+       ("minigrad.models.margin:triplet_loss", with_kwargs(margin=lambda m: -m))),
     _m("contrastive_labels_inverted", "contrastive loss treats same pairs as different",
        [REF + "triplet_and_contrastive_losses_equal_their_definition"],
-       ("models.margin:contrastive_loss", _contrastive_labels_inverted)),
+       ("minigrad.models.margin:contrastive_loss", _contrastive_labels_inverted)),
     # VAE
     _m("gaussian_kl_drops_mu_term", "the Gaussian KL drops its μ² term (fused and composed)",
        [REF + "vae_terms_equal_their_definition"],
-       ("models.vae:gaussian_kl", _gaussian_kl_drops_mu), ("models.vae:gaussian_kl_composed", _gaussian_kl_drops_mu)),
+       ("minigrad.models.vae:gaussian_kl", _gaussian_kl_drops_mu),
+       ("minigrad.models.vae:gaussian_kl_composed", _gaussian_kl_drops_mu)),
     _m("reparameterize_variance_not_std", "reparameterize multiplies ε by exp(logvar) instead of exp(logvar/2)",
        [REF + "vae_terms_equal_their_definition"],
-       ("models.vae:reparameterize", _reparam_full_variance),
-       ("models.vae:reparameterize_composed", _reparam_composed_full_variance)),
+       ("minigrad.models.vae:reparameterize", _reparam_full_variance),
+       ("minigrad.models.vae:reparameterize_composed", _reparam_composed_full_variance)),
     _m("cluster_kl_drops_entropy", "the clustering KL drops the −½Σ logvar term (fused and composed)",
        [REF + "vae_terms_equal_their_definition"],
-       ("models.vae:cluster_kl_terms", _cluster_kl_drops_logvar),
-       ("models.vae:cluster_kl_terms_composed", _cluster_kl_drops_logvar)),
+       ("minigrad.models.vae:cluster_kl_terms", _cluster_kl_drops_logvar),
+       ("minigrad.models.vae:cluster_kl_terms_composed", _cluster_kl_drops_logvar)),
     # GANs
     _m("discriminator_real_scores_scaled", "the discriminator loss scales real scores by 1.1",
        [REF + "adversarial_losses_equal_their_definition"],
-       ("models.gan:discriminator_loss", _adversarial_hinge_margin)),
+       ("minigrad.models.gan:discriminator_loss", _adversarial_hinge_margin)),
     _m("generator_loss_saturating", "the non-saturating generator loss is the saturating (minimax) one",
-       [REF + "adversarial_losses_equal_their_definition"], ("models.gan:generator_loss", _gen_loss_saturating)),
+       [REF + "adversarial_losses_equal_their_definition"],
+       ("minigrad.models.gan:generator_loss", _gen_loss_saturating)),
     _m("wgan_gp_center_0_9", "the WGAN-GP penalty pulls the gradient norm towards 0.9", ["tests/models/test_gan.py"],
-       ("models.gan:wgan_gp_penalty", _gp_center_zero)),
+       ("minigrad.models.gan:wgan_gp_penalty", _gp_center_zero)),
     _m("cascading_rejection_sign", "cascading rejection projects −v (fused and composed)",
        [REF + "cascading_rejection_equals_its_definition"],
-       ("models.gan:cascading_rejection", _cascade_sign), ("models.gan:cascading_rejection_composed", _cascade_sign)),
+       ("minigrad.models.gan:cascading_rejection", _cascade_sign),
+       ("minigrad.models.gan:cascading_rejection_composed", _cascade_sign)),
     _m("adversarial_loss_grad_1e-4", "AdversarialLoss.backward scaled by (1 + 1e-4)",
        [REF + "adversarial_losses_equal_their_definition"],
-       ("models.gan:AdversarialLoss.backward", scale_backward(1 + 1e-4))),
+       ("minigrad.models.gan:AdversarialLoss.backward", scale_backward(1 + 1e-4))),
     # forward mode: jvp rules
     _m("exp_jvp_1e-4", "Exp.jvp scaled by (1 + 1e-4)", [JVP + "[exp-cpu]"],
        ("minigrad.ops.elementwise:Exp.jvp", scale_jvp(1 + 1e-4))),
@@ -526,7 +535,7 @@ MUTANTS = [
     _m("tanh_jvp_missing_square", "Tanh.jvp uses 1 − y instead of 1 − y²", [JVP + "[tanh-cpu]"],
        ("minigrad.ops.elementwise:Tanh.jvp", _tanh_jvp_missing_square)),
     _m("softmax_jvp_wrong_axis", "Softmax.jvp sums over axis 0 instead of the softmax axis",
-       [JVP + "[softmax-cpu]"], ("minigrad.ops.nn:Softmax.jvp", _softmax_jvp_wrong_axis)),
+       [JVP + "[softmax-cpu]"], ("minigrad.ops.reduction:Softmax.jvp", _softmax_jvp_wrong_axis)),
     _m("mul_jvp_one_term", "Mul.jvp keeps only one of its two product-rule terms", [JVP + "[mul-cpu]"],
        ("minigrad.ops.arithmetic:Mul.jvp", _mul_jvp_one_term)),
     _m("sumto_jvp_1e-4", "SumTo.jvp scaled by (1 + 1e-4) (seen only by forward over reverse)",
@@ -536,10 +545,10 @@ MUTANTS = [
        ("minigrad.ops.conv:Conv2d.jvp", scale_jvp(1 + 1e-4))),
     _m("attention_jvp_1e-4", "ScaledDotProductAttention.jvp scaled by (1 + 1e-4)",
        [FUNC + "fused_jvps_match_their_composed_versions"],
-       ("models.attention:ScaledDotProductAttention.jvp", scale_jvp(1 + 1e-4))),
+       ("minigrad.models.attention:ScaledDotProductAttention.jvp", scale_jvp(1 + 1e-4))),
     _m("crf_log_partition_jvp_1e-4", "LogPartition.jvp scaled by (1 + 1e-4)",
        [FUNC + "fused_jvps_match_their_composed_versions"],
-       ("models.crf:LogPartition.jvp", scale_jvp(1 + 1e-4))),
+       ("minigrad.models.crf:LogPartition.jvp", scale_jvp(1 + 1e-4))),
 ]
 MUTANTS = {m.name: m for m in MUTANTS}
 

@@ -23,6 +23,8 @@ import types
 import numpy as np
 import scipy.special
 
+from minigrad import backend
+
 DEVICE_COUNT = 2
 _state = threading.local()
 
@@ -369,5 +371,4 @@ def _erf(x):
 
 def install():
     """Register the ``"sim"`` device kind with ``minigrad.backend`` (idempotent)."""
-    from minigrad import backend
     backend.register_device_kind("sim", sim, _scatter_add, _erf)

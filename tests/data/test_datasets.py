@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import load_or_skip as _load_or_skip
+from minigrad.testing import load_or_skip as _load_or_skip
 from minigrad import data
 from minigrad.data import DatasetNotFound, datasets
 from minigrad.data import fetch as dl

@@ -7,10 +7,10 @@ from hypothesis import strategies as st
 
 import minigrad as mg
 from minigrad.testing import tensors
-from models.capsule import (VARIANTS, Capsule, capsule_lengths, capsule_margin_loss, dynamic_routing,
+from minigrad.models.capsule import (VARIANTS, Capsule, capsule_lengths, capsule_margin_loss, dynamic_routing,
                             dynamic_routing_composed, soft_kmeans_objective, squash, squash_composed)
 
-from conftest import torch_or_skip
+from minigrad.testing import torch_or_skip
 
 routing_shapes = st.tuples(st.integers(1, 2), st.integers(1, 3), st.integers(1, 3), st.integers(1, 3))
 VALUES = st.floats(-2.0, 2.0, allow_nan=False, width=64)

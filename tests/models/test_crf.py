@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 import minigrad as mg
-from models import crf as C
+from minigrad.models import crf as C
 
 
 MODES = pytest.mark.parametrize("exact", [False, True], ids=["matmul-steps", "exact-steps"])

@@ -9,13 +9,13 @@ import minigrad as mg
 import minigrad.functional as F
 from minigrad import nn, optim
 from minigrad.testing import away_from, tensors
-from models.gan import (LOSSES, CascadingRejectionHead, DCGANDiscriminator, DCGANGenerator, MLPDiscriminator,
+from minigrad.models.gan import (LOSSES, CascadingRejectionHead, DCGANDiscriminator, DCGANGenerator, MLPDiscriminator,
                         MLPGenerator, cascading_rejection,
                         cascading_rejection_composed, discriminator_loss, discriminator_loss_composed,
                         generator_loss, generator_loss_composed, input_gradient, interpolate, r1_penalty, r2_penalty,
                         train_step, wgan_gp_penalty, zero_centered_gp)
 
-from conftest import torch_or_skip
+from minigrad.testing import torch_or_skip
 
 KINDS = list(LOSSES)
 SCORE_SHAPES = st.sampled_from([(1,), (3,), (4, 1), (2, 3)])

@@ -7,15 +7,15 @@ import pytest
 from hypothesis import assume, given, strategies as st
 
 import minigrad as mg
-from conftest import torch_or_skip
-from models import margin as M
+from minigrad.testing import torch_or_skip
+from minigrad.models import margin as M
 
 SOFTMAX_LOSSES = {
-    "normalized_softmax": (M.normalized_softmax_loss, M.normalized_softmax_loss_ref, {}),
-    "am_softmax": (M.am_softmax_loss, M.am_softmax_loss_ref, {"m": 0.35}),
-    "a_softmax": (M.a_softmax_loss, M.a_softmax_loss_ref, {"m": 4}),
-    "a_softmax_m2": (M.a_softmax_loss, M.a_softmax_loss_ref, {"m": 2}),
-    "arcface": (M.arcface_loss, M.arcface_loss_ref, {"m": 0.5}),
+    "normalized_softmax": (M.normalized_softmax_loss, M.normalized_softmax_loss_composed, {}),
+    "am_softmax": (M.am_softmax_loss, M.am_softmax_loss_composed, {"m": 0.35}),
+    "a_softmax": (M.a_softmax_loss, M.a_softmax_loss_composed, {"m": 4}),
+    "a_softmax_m2": (M.a_softmax_loss, M.a_softmax_loss_composed, {"m": 2}),
+    "arcface": (M.arcface_loss, M.arcface_loss_composed, {"m": 0.5}),
 }
 
 
@@ -84,7 +84,7 @@ def test_triplet_matches_composed_and_gradcheck(problem):
     dap, dan = np.linalg.norm(a - p, axis=1), np.linalg.norm(a - n, axis=1)
     assume(min(dap.min(), dan.min()) > 0.1 and np.abs(dap - dan + margin).min() > 0.05)
     ts = [_t(a), _t(p), _t(n)]
-    out, expect = M.triplet_loss(*ts, margin=margin), M.triplet_loss_ref(*ts, margin=margin)
+    out, expect = M.triplet_loss(*ts, margin=margin), M.triplet_loss_composed(*ts, margin=margin)
     np.testing.assert_allclose(out.numpy(), expect.numpy(), rtol=1e-10, atol=1e-12)
     for g, h in zip(mg.grad(out.sum(), ts), mg.grad(expect.sum(), ts)):
         np.testing.assert_allclose(g.numpy(), h.numpy(), rtol=1e-8, atol=1e-10)
@@ -97,7 +97,7 @@ def test_contrastive_matches_composed_and_gradcheck(problem, data):
     same = np.array(data.draw(st.lists(st.booleans(), min_size=len(a), max_size=len(a))))
     assume(np.linalg.norm(a - p, axis=1).min() > 0.1)
     ts = [_t(a), _t(p)]
-    out, expect = M.contrastive_loss(*ts, same, margin=margin), M.contrastive_loss_ref(*ts, same, margin=margin)
+    out, expect = M.contrastive_loss(*ts, same, margin=margin), M.contrastive_loss_composed(*ts, same, margin=margin)
     np.testing.assert_allclose(out.numpy(), expect.numpy(), rtol=1e-10, atol=1e-12)
     for g, h in zip(mg.grad(out.sum(), ts), mg.grad(expect.sum(), ts)):
         np.testing.assert_allclose(g.numpy(), h.numpy(), rtol=1e-8, atol=1e-10)
@@ -230,7 +230,7 @@ def test_margin_head_learns_separable_classes():
 
 # ---- data: the synthetic generator and the pair-corpus reader ----------------------------------------------
 def test_synthetic_groups_are_many_distinct_and_repeatable():
-    from models.margin_data import synthetic_paraphrase_groups
+    from minigrad.models.margin_data import synthetic_paraphrase_groups
     groups = synthetic_paraphrase_groups(seed=0)
     assert len(groups) >= 1000
     assert all(2 <= len(g) <= 8 and len(set(g)) == len(g) for g in groups)
@@ -239,7 +239,7 @@ def test_synthetic_groups_are_many_distinct_and_repeatable():
 
 
 def test_groups_from_pairs_union_find(tmp_path):
-    from models.margin_data import groups_from_pairs, split_groups
+    from minigrad.models.margin_data import groups_from_pairs, split_groups
     path = tmp_path / "pairs.tsv"
     path.write_text("sentence1\tsentence2\tlabel\n"
                     "a\tb\t1\nb\tc\t1\nd\te\t1\na\td\t0\nf\tg\t0\nc\ta\t1\n", encoding="utf-8")
@@ -270,7 +270,7 @@ def test_margin_images_quick(tmp_path):
 
 def test_margin_sentences_reads_a_pairs_file(tmp_path):
     from examples import margin_sentences
-    from models.margin_data import synthetic_paraphrase_groups
+    from minigrad.models.margin_data import synthetic_paraphrase_groups
     groups = synthetic_paraphrase_groups(seed=3)[:40]
     lines = [f"{g[i]}\t{g[i + 1]}\t1" for g in groups for i in range(len(g) - 1)]
     lines += [f"{a[0]}\t{b[0]}\t0" for a, b in zip(groups, groups[1:])]

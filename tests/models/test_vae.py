@@ -10,10 +10,10 @@ from hypothesis import strategies as st
 import minigrad as mg
 from minigrad import optim
 from minigrad.testing import tensors
-from models.vae import (VAE, ClusterVAE, cluster_kl_terms, cluster_kl_terms_composed, gaussian_kl, gaussian_kl_composed,
-                        gaussian_log_prob, reparameterize, reparameterize_composed)
+from minigrad.models.vae import (VAE, ClusterVAE, cluster_kl_terms, cluster_kl_terms_composed, gaussian_kl,
+                                 gaussian_kl_composed, gaussian_log_prob, reparameterize, reparameterize_composed)
 
-from conftest import torch_or_skip
+from minigrad.testing import torch_or_skip
 
 LOGVAR = st.floats(-2.0, 2.0, allow_nan=False, width=64)
 dims = st.integers(1, 3)

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 import minigrad as mg
 import minigrad.functional as F
-from conftest import torch_or_skip
+from minigrad.testing import torch_or_skip
 from minigrad import nn
 
 

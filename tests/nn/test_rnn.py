@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import minigrad as mg
-from conftest import torch_or_skip
+from minigrad.testing import torch_or_skip
 from minigrad import nn
 from minigrad.nn.rnn import gru_cell, gru_step, lstm_cell, lstm_step
 

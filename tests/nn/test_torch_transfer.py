@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import minigrad as mg
-from conftest import torch_or_skip
+from minigrad.testing import torch_or_skip
 from minigrad import nn
 
 # (minigrad constructor, torch constructor name, args, kwargs, input shape)

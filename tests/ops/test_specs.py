@@ -1,17 +1,16 @@
-"""Tests generated from tests/op_specs.py through the public runner: forward, gradient and second gradient
-of every primitive, plus proofs that the strict tolerances catch small errors in a backward."""
+"""Tests generated from minigrad/testing/op_specs.py through the public runner: forward, gradient and second
+gradient of every primitive, plus proofs that the strict tolerances catch small errors in a backward."""
 import numpy as np
 import pytest
 from hypothesis import Phase, given, settings
 
-from conftest import DEVICES
-from minigrad.testing import check_jvp, run_spec, spec_inputs, spec_tests
-from op_specs import SPECS
+from minigrad.testing import available_devices, check_jvp, run_spec, spec_inputs, spec_tests
+from minigrad.testing.op_specs import SPECS
 
-test_forward, test_grad, test_gradgrad = spec_tests(SPECS, devices=DEVICES)
+test_forward, test_grad, test_gradgrad = spec_tests(SPECS, devices=available_devices())
 
 
-@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("device", available_devices())
 @pytest.mark.parametrize("spec", SPECS, ids=[s.name for s in SPECS])
 def test_jvp(spec, device):
     """Forward mode: jvp vs finite differences, <u, J v> = <J^T u, v> with vjp, forward over reverse = reverse
@@ -29,8 +28,8 @@ def test_every_primitive_function_is_driven_by_a_spec(monkeypatch):
     """A new op without a spec fails here (Cast and ToDevice are covered in tests/test_core.py)."""
     import minigrad as mg
     from minigrad.core import Function
-    from minigrad.ops import arithmetic, elementwise, linalg, nn, reduction, shape
-    defined = {k for m in (arithmetic, elementwise, reduction, shape, linalg, nn) for k, v in vars(m).items()
+    from minigrad.ops import arithmetic, elementwise, linalg, loss, reduction, shape
+    defined = {k for m in (arithmetic, elementwise, reduction, shape, linalg, loss) for k, v in vars(m).items()
                if isinstance(v, type) and issubclass(v, Function) and v.__module__ == m.__name__}
     assert defined - {"Cast", "ToDevice"} == PRIMITIVES, "update PRIMITIVES and add an OpSpec for the new op"
     called, original = set(), Function.__call__
@@ -52,8 +51,8 @@ def test_every_primitive_has_a_jvp_rule_that_a_spec_drives(monkeypatch):
     """Each primitive defines its own jvp beside its backward, and the jvp specs call every one of them."""
     import minigrad as mg
     from minigrad.core import Function
-    from minigrad.ops import arithmetic, conv, elementwise, linalg, nn, pooling, reduction, shape
-    mods = (arithmetic, elementwise, reduction, shape, linalg, nn, conv, pooling)
+    from minigrad.ops import arithmetic, conv, elementwise, linalg, loss, pooling, reduction, shape
+    mods = (arithmetic, elementwise, reduction, shape, linalg, loss, conv, pooling)
     classes = [v for m in mods for v in vars(m).values()
                if isinstance(v, type) and issubclass(v, Function) and v.__module__ == m.__name__]
     assert [c.__name__ for c in classes if c.jvp is Function.jvp] == []
@@ -155,13 +154,13 @@ def test_the_wrong_erf_constant_fails_the_gelu_spec(monkeypatch):
     """1.128 instead of 2/√π (a 3.4e-4 relative error) passed the old rtol=1e-3; it must not pass now."""
     from minigrad.ops import elementwise
     monkeypatch.setattr(elementwise.Erf, "backward",
-                        lambda self, gy: gy * 1.128 * elementwise.exp(-(self.inputs[0] * self.inputs[0])))
+                        lambda self, gy: gy * 1.128 * elementwise.exp(-(self.saved_tensors[0] * self.saved_tensors[0])))
     assert _fails_some_spec([s for s in SPECS if s.name == "gelu"])
 
 
 def _modules():
-    from minigrad.ops import arithmetic, elementwise, linalg, nn, reduction, shape
-    return arithmetic, elementwise, reduction, shape, linalg, nn
+    from minigrad.ops import arithmetic, elementwise, linalg, loss, reduction, shape
+    return arithmetic, elementwise, reduction, shape, linalg, loss
 
 
 def test_maximum_minimum_split_ties_evenly():

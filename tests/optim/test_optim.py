@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import minigrad as mg
-from conftest import torch_or_skip
+from minigrad.testing import torch_or_skip
 from minigrad import nn, optim
 from minigrad.nn.utils import clip_grad_norm_, clip_grad_value_, parameters_to_vector, vector_to_parameters
 

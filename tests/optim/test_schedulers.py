@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import minigrad as mg
-from conftest import torch_or_skip
+from minigrad.testing import torch_or_skip
 from minigrad import nn, optim
 from minigrad.optim import lr_scheduler as sched
 

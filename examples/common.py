@@ -1,8 +1,8 @@
 """What every example needs besides its own story: the command line, the output folder, results.json, figures,
 the MNIST fallback and batched evaluation.
 
-The examples import this file as the top-level module ``_common``; examples/__init__.py says why that works
-however an example is started.
+The examples import it as ``examples.common``; run them from the repository root as ``python -m examples run NAME``
+or ``python -m examples.NAME``.
 """
 import argparse
 import contextlib

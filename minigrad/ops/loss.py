@@ -1,77 +1,9 @@
-"""Softmax family and losses. Losses follow PyTorch's defaults (``reduction="mean"``)."""
-from minigrad.aliases import torch_names
-from minigrad import backend
+"""Losses, composed from differentiable ops; they follow PyTorch's defaults (``reduction="mean"``)."""
+from minigrad.backend import get_array_module, ignore_float_errors
 from minigrad.core import Function, Tensor, as_tensor, on_inputs_device
-from minigrad.ops.reduction import _axes, _quiet, mean, sum
+from minigrad.ops.elementwise import abs, log, maximum, softplus
+from minigrad.ops.reduction import log_softmax, mean, sum
 from minigrad.ops.shape import add_tangents
-from minigrad.ops.elementwise import exp, softplus
-
-
-def _xp(a):
-    return backend.get_array_module(a)
-
-
-class Softmax(Function):
-    """y = exp(x − logsumexp x); ∂x = y ⊙ (gy − Σ gy ⊙ y)."""
-    needs_input_data = False
-    saves_output = True
-
-
-    def __init__(self, axis):
-        self.axis = axis
-
-    def forward(self, x):
-        xp = _xp(x)
-        if x.size == 0:  # nothing to normalise (and max of an empty axis has no identity)
-            return xp.empty_like(x)
-        m = x.max(axis=self.axis, keepdims=True)
-        with _quiet(xp):  # shift by the max as it is: a row holding +inf or NaN, or all −inf, is NaN (PyTorch)
-            e = xp.exp(x - m)
-            return e / e.sum(axis=self.axis, keepdims=True)
-
-    def backward(self, gy):
-        y = self.output()
-        return y * (gy - sum(gy * y, self.axis, keepdims=True))
-
-    def jvp(self, tx):
-        y = self.output()
-        return y * (tx - sum(tx * y, self.axis, keepdims=True))
-
-
-class LogSoftmax(Function):
-    """y = x − logsumexp x; ∂x = gy − exp(y) Σ gy."""
-    needs_input_data = False
-    saves_output = True
-
-
-    def __init__(self, axis):
-        self.axis = axis
-
-    def forward(self, x):
-        xp = _xp(x)
-        if x.size == 0:
-            return xp.empty_like(x)
-        m = x.max(axis=self.axis, keepdims=True)
-        with _quiet(xp):  # as Softmax: rows with +inf or NaN, or all −inf, are NaN (PyTorch)
-            return x - (xp.log(xp.exp(x - m).sum(axis=self.axis, keepdims=True)) + m)
-
-    def backward(self, gy):
-        return gy - exp(self.output()) * sum(gy, self.axis, keepdims=True)
-
-    def jvp(self, tx):
-        return tx - sum(exp(self.output()) * tx, self.axis, keepdims=True)
-
-
-@torch_names
-def softmax(x, axis=-1):
-    x = as_tensor(x)
-    return Softmax(_axes(axis, x.ndim, "softmax"))(x)
-
-
-@torch_names
-def log_softmax(x, axis=-1):
-    x = as_tensor(x)
-    return LogSoftmax(_axes(axis, x.ndim, "log_softmax"))(x)
 
 
 def _reduce(loss, reduction, name):
@@ -101,7 +33,7 @@ def nll_loss(log_probs, target, reduction="mean", ignore_index=-100, label_smoot
     lp = as_tensor(log_probs)
     caxis = 1 if lp.ndim > 1 else 0
     C = lp.shape[caxis]
-    xp = _xp(lp.data)
+    xp = get_array_module(lp.data)
     tdata = target.data if isinstance(target, Tensor) else xp.asarray(target)
     if tdata.dtype.kind == "f":
         if tdata.shape != lp.shape:
@@ -162,25 +94,26 @@ class BinaryCrossEntropy(Function):
     or 1 gives a finite loss. ∂p = (p − t) / max(p(1−p), 1e-12) (PyTorch's), ∂t = log(1−p) − log p (clamped)."""
 
     def forward(self, p, t):
-        xp = _xp(p)
-        with _quiet(xp):
+        need_p, need_t = self.needs_input_grad
+        self.save_for_backward(p, t if need_p else None)
+        xp = get_array_module(p)
+        with ignore_float_errors():
             lp, l1p = xp.maximum(xp.log(p), -100), xp.maximum(xp.log1p(-p), -100)
         return -(t * lp + (1 - t) * l1p)
 
     def backward(self, gy):
-        from minigrad.ops.elementwise import log, maximum
-        p, t = self.inputs
-        gp = gy * (p - t) / maximum(p * (1 - p), 1e-12) if p._requires_grad else None
+        p, t = self.saved_tensors
+        need_p, need_t = self.needs_input_grad
+        gp = gy * (p - t) / maximum(p * (1 - p), 1e-12) if need_p else None
         gt = None
-        if t._requires_grad:
-            with _quiet(p.xp):
+        if need_t:
+            with ignore_float_errors():
                 gt = gy * (maximum(log(1 - p), -100.0) - maximum(log(p), -100.0))
         return gp, gt
 
     def jvp(self, tp, tt):
-        from minigrad.ops.elementwise import log, maximum
         p, t = self.inputs
-        with _quiet(p.xp):
+        with ignore_float_errors():
             return add_tangents(None if tp is None else tp * (p - t) / maximum(p * (1 - p), 1e-12),
                                 None if tt is None else tt * (maximum(log(1 - p), -100.0) - maximum(log(p), -100.0)))
 
@@ -213,9 +146,8 @@ def mse_loss(input, target, reduction="mean"):
 
 
 def l1_loss(input, target, reduction="mean"):
-    from minigrad.ops.elementwise import abs as _abs
     input = as_tensor(input)
     target = as_tensor(target, input)
     if input.shape != target.shape:
         raise ValueError(f"l1_loss: input shape {input.shape} != target shape {target.shape}")
-    return _reduce(_abs(input - target), reduction, "l1_loss")
+    return _reduce(abs(input - target), reduction, "l1_loss")
