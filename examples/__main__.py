@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from examples import DEMO, discover
-from examples.common import blas_threads, device_arg, figures
+from examples.common import blas_threads, device_arg, figures, run_meta
 from minigrad.data import DATASETS, DownloadError, download
 
 
@@ -40,6 +40,7 @@ def run_one(module, args, quick):
         metrics["smoke_run"] = True
         for path in written:  # the numbers did not show the effect: its picture would mislead
             os.remove(path)
+    metrics.setdefault("meta", run_meta())
     if _main_rank():
         (out / "results.json").write_text(json.dumps(metrics, indent=2, default=float))
     return metrics

@@ -6,7 +6,12 @@ or ``python -m examples.NAME``.
 """
 import argparse
 import contextlib
+import datetime
 import json
+import os
+import platform
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -66,10 +71,43 @@ def output_dir(out_dir, name):
     return out
 
 
-def save_results(out_dir, metrics):
-    """Write ``metrics`` to ``out_dir``/results.json (rank 0 only in a distributed run)."""
+_STARTED = time.time()                                     # this module is imported when an example starts
+
+
+def run_meta():
+    """Where and when a result was measured: date (UTC), machine, CPU count, Python and NumPy versions, the
+    command line and the wall time since the example started."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores ({cpu})",
+            "python": platform.python_version(), "numpy": np.__version__,
+            "command": command_line(), "wall_seconds": round(time.time() - _STARTED, 1),
+            "load_average": [round(x, 1) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None}
+
+
+def command_line():
+    """This process's command line as one would type it in the repository root (``python -m examples ...`` when
+    started through the launcher)."""
+    script = Path(sys.argv[0]).resolve()
+    root = Path(__file__).resolve().parent.parent
+    if script == root / "examples" / "__main__.py":
+        head = ["python", "-m", "examples"]
+    else:
+        head = ["python", str(script.relative_to(root)) if script.is_relative_to(root) else sys.argv[0]]
+    return " ".join(head + sys.argv[1:])
+
+
+def save_results(out_dir, metrics, name="results.json"):
+    """Write ``metrics`` to ``out_dir``/``name`` (rank 0 only in a distributed run), with a "meta" entry added to
+    ``metrics`` (``run_meta``) unless it has one, so that the returned metrics carry it too."""
+    metrics.setdefault("meta", run_meta())
     if is_main_rank():
-        (Path(out_dir) / "results.json").write_text(json.dumps(metrics, indent=2))
+        (Path(out_dir) / name).write_text(json.dumps(metrics, indent=2, default=float))
 
 
 def pyplot():

@@ -59,6 +59,24 @@ def judge(clf, images):
             "classes_with_5pct": int((np.bincount(labels, minlength=10) >= 0.05 * len(labels)).sum())}
 
 
+def judge_features(clf, images, batch_size=500):
+    """The judge's last hidden layer (ReLU units) for each image: the feature space of the FID below."""
+    body = clf[:-1]
+    with mg.no_grad():
+        return np.concatenate([body(mg.tensor(images[i:i + batch_size])).numpy().astype(np.float64)
+                               for i in range(0, len(images), batch_size)])
+
+
+def frechet_distance(fa, fb):
+    """FID between two feature samples (N, d): ‖μa − μb‖² + tr(Σa + Σb − 2(Σa Σb)^½), host-side float64."""
+    from scipy import linalg
+    ma, mb = fa.mean(0), fb.mean(0)
+    ca, cb = np.cov(fa, rowvar=False), np.cov(fb, rowvar=False)
+    root = linalg.sqrtm(ca @ cb)
+    root = root.real if np.iscomplexobj(root) else root
+    return float(((ma - mb) ** 2).sum() + np.trace(ca + cb - 2 * root))
+
+
 def save_grid(images, path, title):
     plt = pyplot()
     n, _, h, w = images.shape
@@ -124,6 +142,12 @@ def run(device="cpu", quick=False, out_dir=None, seed=0, n_train=None, epochs=No
     G.train()
     scores, live_scores = judge(clf, samples), judge(clf, live)
     real_scores = judge(clf, Xte[:1000])
+    # FID in the judge's features: generated vs real test digits, and real vs other real digits (the floor a
+    # perfect generator would reach with samples of this size)
+    real_a, real_b = Xte[:len(samples)], Xte[len(samples):2 * len(samples)]
+    f_real = judge_features(clf, real_a)
+    fid = frechet_distance(judge_features(clf, samples), f_real)
+    fid_real = frechet_distance(judge_features(clf, real_b), f_real) if len(real_b) == len(samples) else None
     figure = save_grid(grid, out_dir / "dcgan_samples.png",
                        f"DCGAN ({dataset}, {n_train} images, {epochs} epochs, EMA weights): "
                        f"{100 * scores['confident_share']:.0f}% confidently classified")
@@ -132,13 +156,15 @@ def run(device="cpu", quick=False, out_dir=None, seed=0, n_train=None, epochs=No
                "judge_test_accuracy": clf_acc, "confident_share": scores["confident_share"],
                "confident_share_live_weights": live_scores["confident_share"],
                "classes_with_5pct": scores["classes_with_5pct"], "class_counts": scores["class_counts"],
-               "real_confident_share": real_scores["confident_share"], "train_seconds": round(train_seconds, 1),
+               "real_confident_share": real_scores["confident_share"], "fid": fid, "fid_real": fid_real,
+               "fid_features": "the judge's hidden layer (256 ReLU units)", "train_seconds": round(train_seconds, 1),
                "log": log, "figure": figure, "seconds": round(time.perf_counter() - start, 1)}
     save_results(out_dir, metrics)
     print(f"[{NAME}] {100 * scores['confident_share']:.1f}% of 1000 generated digits (EMA weights; "
           f"{100 * live_scores['confident_share']:.1f}% with the live weights) classified with confidence > 0.9 "
           f"(real test digits: {100 * real_scores['confident_share']:.1f}%); classes with ≥5%: "
-          f"{scores['classes_with_5pct']}/10 {scores['class_counts']}; grid: {figure} ({metrics['seconds']} s)")
+          f"{scores['classes_with_5pct']}/10 {scores['class_counts']}; FID in the judge's features {fid:.2f} (real "
+          f"vs real: {fid_real if fid_real is None else round(fid_real, 2)}); grid: {figure} ({metrics['seconds']} s)")
     return metrics
 
 

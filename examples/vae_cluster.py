@@ -5,9 +5,10 @@ Scored on the test split against the labels by three measures — the majority-l
 its most frequent label), the accuracy under the best one-to-one matching of clusters to labels (Hungarian), and
 NMI — next to k-means on raw pixels (fitted on the same training images), over several seeds.
 
-To stay within a few minutes per dataset and seed on a CPU: an MLP encoder/decoder (the convolutional one is
-~250x slower per step here), 30 epochs (the recipe trains 50), and ``n_train`` (default: the whole 50k training
-split) to subsample further; the settings are printed and saved with the results.
+To stay within a few minutes per dataset and seed on a CPU: an MLP encoder/decoder by default (``--arch conv``
+is the seed's convolutional model: 2.9 CPU-minutes per epoch of 60k images on one core against PyTorch's 1.5,
+benchmarks/vae.md, so its 50 epochs take hours), 30 epochs (the recipe trains 50), and ``n_train`` (default: the
+whole 50k training split) to subsample further; the settings are printed and saved with the results.
 """
 import time
 

@@ -239,7 +239,10 @@ class Capsule(Module):
         self.in_caps, self.out_caps, self.in_dim, self.out_dim = in_caps, out_caps, in_dim, out_dim
         self.shared, self.routing, self.iterations = shared, routing, iterations
         self.squash_c, self.detach = squash_c, detach
-        bound = math.sqrt(6.0 / (in_dim + out_dim))               # Glorot for each in_dim → out_dim map
+        # Glorot over the whole map in_dim → out_caps·out_dim, as Keras counts the fans of the seed's kernel; the
+        # per-capsule count (in_dim + out_dim) gave 1.7× larger predictions and, summed over many inputs,
+        # capsules squashed to length ≈ 1 at the start, where the length barely moves (derivation §5)
+        bound = math.sqrt(6.0 / (in_dim + out_caps * out_dim))
         shape = (in_dim, out_caps * out_dim) if shared else (in_caps, in_dim, out_caps * out_dim)
         self.weight = Parameter((mg.rand(*shape, dtype=dtype, device=device) * 2.0 - 1.0) * bound)
 

