@@ -5,21 +5,18 @@ Model: encoder [conv3/2, conv3] × (32, 64) with LeakyReLU(0.2) → μ, log σ²
 [convT3, convT3/2] × (64, 32) → convT3 → sigmoid; classifier 20 → 256 → 10; loss 2.5·½‖x − x̂‖² + the clustering
 KL (models/vae.py). The epoch time is the step time × 600 (60,000 images, batch 100, as the seed trains).
 
-``python benchmarks/bench_vae.py [--quick]`` prints a Markdown table and writes docs/benchmarks/vae.md.
+``python -m benchmarks.bench_vae [--quick]`` prints a Markdown table and writes docs/benchmarks/vae.md.
 """
 import argparse
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import minigrad as mg  # noqa: E402
 from minigrad import optim  # noqa: E402
 from benchmarks.common import interleaved, machine, markdown_table, one_thread, page, today, write_page  # noqa: E402
-from models.vae import ClusterVAE  # noqa: E402
+from minigrad.models.vae import ClusterVAE  # noqa: E402
 
 STEPS_PER_EPOCH = 600
 
@@ -94,7 +91,7 @@ def main(argv=None):
     text = (f"# Convolutional ClusterVAE: one training step\n\n"
             f"Measured {today()} on {machine()}; {threads}. Batch of {B} images 1×28×28 float32, forward + "
             f"backward + Adam; medians of {repeat} interleaved repeats from one run of "
-            f"`python benchmarks/bench_vae.py{' --quick' if args.quick else ''}`.\n\n{markdown_table(header, rows)}"
+            f"`python -m benchmarks.bench_vae{' --quick' if args.quick else ''}`.\n\n{markdown_table(header, rows)}"
             "\n\nThe model is the seed's (models/vae.py, `arch=\"conv\"`); the PyTorch twin has the same layers, "
             "loss and optimizer. The epoch columns extrapolate the CPU time of one step to 600 steps (60,000 "
             "images, batch 100) and to the seed's 50 epochs; wall time on a shared machine is longer.\n")

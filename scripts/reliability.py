@@ -125,7 +125,7 @@ def misuse_cases():
 
 
 def _crf_empty():
-    from models.crf import crf_nll
+    from minigrad.models.crf import crf_nll
     return crf_nll(mg.zeros(0, 4, 3), np.zeros((0, 4), np.int64), mg.randn(3, 3))
 
 

@@ -11,9 +11,9 @@ from minigrad.models import capsule
 
 def _public_axis_functions():
     """Every public function of minigrad, minigrad.functional and the models that takes axis or keepdims."""
-    import models.attention, models.crf, models.margin, models.vae  # noqa: E401,F401 (the models with ops)
+    from minigrad.models import attention, crf, margin, vae  # the models with ops
     seen = {}
-    for mod in (mg, F, capsule, models.attention, models.crf, models.margin, models.vae):
+    for mod in (mg, F, capsule, attention, crf, margin, vae):
         for name, fn in vars(mod).items():
             if name.startswith("_") or not inspect.isfunction(fn):
                 continue

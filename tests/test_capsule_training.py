@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("sklearn")
 from minigrad import data  # noqa: E402
 from examples import capsule_two_digits as ct  # noqa: E402
-from models.capsule import VARIANTS  # noqa: E402
+from minigrad.models.capsule import VARIANTS  # noqa: E402
 
 CHANNELS = (8, 16)
 
