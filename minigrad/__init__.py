@@ -15,4 +15,5 @@ __version__ = "0.1.0"
 from minigrad import nn, optim  # noqa: E402,F401
 from minigrad.io import load, save  # noqa: E402,F401
 from minigrad import data, utils, viz  # noqa: E402,F401
+from minigrad import forward_ad, func  # noqa: E402,F401
 from minigrad import distributed  # noqa: E402,F401

@@ -30,7 +30,13 @@ _anomaly = _anomaly_var.get
 _epoch = [0]
 
 
+# Forward mode (minigrad/forward_ad.py): the active dual levels, outermost first, per thread like grad mode.
+_forward_var = contextvars.ContextVar("minigrad_forward_levels", default=())
+_forward_levels = _forward_var.get
+
+
 class _Config:
+    push_tangents = None  # set by minigrad/forward_ad.py: runs each call's jvp while a dual level is active
     callbacks = None  # during a backward with gradient hooks: what ``queue_callback`` asked to run at its end
 
 
@@ -117,7 +123,7 @@ class Tensor:
     """An array (NumPy or CuPy) with an optional gradient and a link to the Function that created it."""
 
     __slots__ = ("data", "grad", "_requires_grad", "creator", "generation", "index", "name", "_retains_grad",
-                 "_vcount", "_vstamp", "__weakref__")
+                 "_vcount", "_vstamp", "_fw", "__weakref__")
     __array_priority__ = 1000  # ndarray <op> Tensor defers to Tensor's reflected operator
 
     def __init__(self, data, requires_grad=False, name=None):
@@ -125,6 +131,7 @@ class Tensor:
             data = _checked_array(data)
         self.data = data
         self.grad = self.creator = self.name = None
+        self._fw = None  # forward mode: {level: tangent Tensor} while a dual level is active
         self.generation = self.index = 0
         self._retains_grad = self._requires_grad = False
         if requires_grad:
@@ -516,6 +523,8 @@ class Function:
             _check_finite(self, [o.data for o in outputs], "forward")
         if record:
             self._record(inputs, xs, (ys,) if single else ys, outputs)
+        if _forward_levels():  # forward mode: the outputs' tangents by self.jvp (in any grad mode), after
+            _Config.push_tangents(self, inputs, outputs)  # the graph is recorded, so the tangents are in it too
         return outputs[0] if single else tuple(outputs)
 
     def _record(self, inputs, xs, ys, outputs):
@@ -554,6 +563,7 @@ class Function:
         if o is None:
             o = Tensor(saved.data)
             o.creator, o.index, o.generation, o._requires_grad = self, saved.index, self.generation + 1, True
+            o._fw = self.__dict__.get("saved_tangents", {}).get(saved.index)  # forward mode over this backward
         return o
 
     def input_shape(self, i):
@@ -569,6 +579,16 @@ class Function:
 
     def backward(self, *gys):
         raise NotImplementedError(f"{type(self).__name__}.backward is not written")
+
+    def jvp(self, *tangents):
+        """Forward mode: the output tangent(s) for the input tangents (None: no tangent). It runs right after
+        ``forward``, with the inputs at ``self.inputs`` and the outputs at ``self.output(i)``, as Tensors."""
+        raise NotImplementedError(f"{type(self).__name__} has no forward-mode rule (jvp), so forward mode "
+                                  "(minigrad.func.jvp, jacfwd, hessian, hvp) cannot pass through it")
+
+    def output(self, i=0):
+        """In ``jvp``: the i-th output of this call."""
+        return self.jvp_outputs[i]
 
     def __repr__(self):
         return f"<{type(self).__name__}>"
@@ -763,6 +783,10 @@ def run_backward(roots, root_grads, retain_graph, create_graph, wanted):
                 _flush_ready(hooked, grads, (-f.generation, id(f)), taken)
             if f.edges is None:
                 raise _freed(f)
+            if not f.differentiable_backward and _forward_levels() and _carries_tangent(f, grads):
+                raise RuntimeError(f"{type(f).__name__} is a fused op whose backward works on raw arrays: forward "
+                                   "mode cannot pass through its backward (hessian, hvp, jacfwd of a gradient). "
+                                   "Use its composed version")
             if create_graph and not f.differentiable_backward:
                 raise RuntimeError(f"{type(f).__name__} is a fused op whose backward works on raw arrays: it "
                                    "has no second derivative. Use its composed version for higher-order gradients "
@@ -833,6 +857,13 @@ def run_backward(roots, root_grads, retain_graph, create_graph, wanted):
         for fn in callbacks:
             fn()
     return None
+
+
+def _carries_tangent(f, grads):
+    """Whether a saved input or an output gradient of ``f`` holds a tangent of an active forward-mode level."""
+    ts = [s for s in f.saved if isinstance(s, Tensor)]
+    ts += [e[1] for e in (grads.get((id(f), i)) for i in range(len(f.outputs))) if e is not None]
+    return any(k in t._fw for t in ts if t._fw for k in _forward_levels())
 
 
 def _output_grads(f, grads, wanted_keys, found, to_leaves, taken):

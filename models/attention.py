@@ -13,6 +13,7 @@ import minigrad.functional as F
 from minigrad import backend, nn
 from minigrad.backend import get_array_module
 from minigrad.core import Function, Tensor, as_tensor, on_inputs_device
+from minigrad.forward_ad import raw_tangent
 from minigrad.ops import array_math
 
 
@@ -174,6 +175,29 @@ class ScaledDotProductAttention(Function):
             gk *= self.scale
             gk = Tensor(array_math.sum_to(gk, k.shape))
         return gq, gk, gv
+
+    def jvp(self, tq, tk, tv):
+        """tO = (P ⊙ (tS − rowsum(P ⊙ tS)) ⊙ K̃) V + (P ⊙ K̃) tV with tS = c(tQ Kᵀ + Q tKᵀ), on raw arrays."""
+        (q, k, v) = (t.data for t in self.inputs)
+        p, lse, packed_keep = (t.data if isinstance(t, Tensor) else t for t in self.saved[3:])
+        xp = get_array_module(q)
+        if self.recompute:
+            p = xp.exp(self._scores(q, k) - lse)
+        keep = None
+        if self.dropout_p:
+            keep = xp.unpackbits(packed_keep)[:p.size].reshape(p.shape).view(bool) * _keep_scale(self.dropout_p)
+        out = 0
+        if tv is not None:
+            out = out + xp.matmul(p if keep is None else p * keep, tv.data)
+        if tq is not None or tk is not None:
+            ts = 0
+            if tq is not None:
+                ts = ts + xp.matmul(tq.data, xp.swapaxes(k, -1, -2))
+            if tk is not None:
+                ts = ts + xp.matmul(q, xp.swapaxes(tk.data, -1, -2))
+            tp = p * (ts * self.scale - (p * ts).sum(axis=-1, keepdims=True) * self.scale)
+            out = out + xp.matmul(tp if keep is None else tp * keep, v)
+        return raw_tangent(self, out, *self.inputs, tq, tk, tv)
 
 
 @on_inputs_device

@@ -12,6 +12,7 @@ import minigrad as mg
 from minigrad.aliases import torch_names
 from minigrad import backend
 from minigrad.core import Function, Tensor, as_tensor, on_inputs_device
+from minigrad.forward_ad import raw_tangent
 from minigrad.nn import Module, Parameter
 from minigrad.ops import array_math
 
@@ -70,6 +71,11 @@ class Squash(Function):
     def backward(self, gy):
         x, = self.saved_tensors
         return Tensor(_squash_backward(x.data, gy.data, self.c, self.eps, self.axis))
+
+    def jvp(self, tx):
+        """The Jacobian h(q)·I + 2h'(q)·x xᵀ is symmetric, so the tangent is the backward's map applied to tx."""
+        x = self.inputs[0]
+        return raw_tangent(self, _squash_backward(x.data, tx.data, self.c, self.eps, self.axis), x, tx)
 
 
 @torch_names
@@ -165,6 +171,10 @@ class DynamicRouting(Function):
         gu = xp.empty((B, I, J, D), dtype=uT.dtype)               # written through a (B, J, I, D) view
         xp.matmul(xp.stack(left, axis=-1), xp.stack(right, axis=-2), out=gu.transpose(0, 2, 1, 3))
         return Tensor(gu)
+
+    def jvp(self, *tangents):
+        raise NotImplementedError("DynamicRouting is a fused op without a forward-mode rule (jvp): "
+                                  "use dynamic_routing_composed for forward mode")
 
 
 def dynamic_routing(u_hat, iterations=3, variant="sabour", squash_c=1.0, eps=EPS, detach=False):

@@ -16,6 +16,7 @@ Derivation: docs/derivations/crf.md. Tests: tests/models/test_crf.py.
 from minigrad import backend
 from minigrad.backend import get_array_module, ignore_float_errors
 from minigrad.core import Function, Tensor, as_tensor, no_grad, on_inputs_device
+from minigrad.forward_ad import raw_tangent
 from minigrad.ops import array_math
 import minigrad as mg
 from minigrad.nn import Module, Parameter
@@ -166,6 +167,13 @@ def _marginal_grads(h, g, s, e, mask, alpha, logz, w):
     return wn, gg, wn[:, 0].sum(axis=0), (ends * w[:, None]).sum(axis=0)
 
 
+def _weights(x, axis):
+    """softmax over ``axis``, 0 where every entry is −inf (a tag no path can reach)."""
+    w = array_math.softmax(x, axis)
+    w[get_array_module(w).isnan(w)] = 0
+    return w
+
+
 class LogPartition(Function):
     """log Z (B,) of a linear-chain CRF; backward = tag and transition marginals by forward–backward."""
 
@@ -183,6 +191,23 @@ class LogPartition(Function):
         h, g, s, e, alpha, logz = (x.data for x in self.saved_tensors)
         grads = _marginal_grads(h, g, s, e, self.mask, alpha, logz, gy.data)
         return tuple(Tensor(x) for x in grads)
+
+    def jvp(self, th, tg, ts, te):
+        """The tangent of the forward recursion: tα_t(j) = Σ_i w_t(i, j)·(tα_{t−1}(i) + tg_ij) + th_t(j), with
+        w_t(·, j) = softmax_i(α_{t−1}(i) + g_ij); then t log Z = Σ_j softmax_j(α_T + e)·(tα_T(j) + te_j)."""
+        tangents = (th, tg, ts, te)
+        h, g, e = self.inputs[0].data, self.inputs[1].data, self.inputs[3].data
+        alpha = self.saved[4].data if isinstance(self.saved[4], Tensor) else self.saved[4]
+        xp = get_array_module(h)
+        arr = lambda t, shape: xp.zeros(shape, h.dtype) if t is None else t.data
+        th, tg, ts, te = arr(th, h.shape), arr(tg, g.shape), arr(ts, g.shape[:1]), arr(te, g.shape[:1])
+        ta = ts + th[:, 0]
+        for t in range(1, h.shape[1]):
+            w = _weights(alpha[:, t - 1, :, None] + g, axis=1)
+            a = (w * (ta[:, :, None] + tg)).sum(axis=1) + th[:, t]
+            ta = xp.where(self.mask[:, t, None], a, ta)
+        tz = (_weights(alpha[:, -1] + e, axis=1) * (ta + te)).sum(axis=1)
+        return raw_tangent(self, tz, *self.inputs, *tangents)
 
 
 @on_inputs_device

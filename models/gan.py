@@ -60,6 +60,10 @@ class AdversarialLoss(Function):
             grads.append(g * _H[h][1](s * a + b) * (c * a / s.size) if need else None)
         return tuple(grads)
 
+    def jvp(self, *tangents):
+        raise NotImplementedError("AdversarialLoss is a fused op without a forward-mode rule (jvp): "
+                                  "use discriminator_loss_composed / generator_loss_composed for forward mode")
+
 
 def _loss_terms(kind, fn):
     if kind not in LOSSES:
@@ -230,6 +234,10 @@ class CascadingRejection(Function):
                 gw[i] = sigma @ ri - (si @ a) / ni + wi * ((si * aw).sum() * 2 / (ni * ni))
             a = unsqueeze(sigma, 1) * wi if a is None else a + unsqueeze(sigma, 1) * wi
         return a, stack(gw)
+
+    def jvp(self, *tangents):
+        raise NotImplementedError("CascadingRejection is a fused op without a forward-mode rule (jvp): "
+                                  "use cascading_rejection_composed for forward mode")
 
 
 def cascading_rejection(v, weights):

@@ -121,6 +121,10 @@ class CosineMarginSoftmax(Function):
         gw = _unit_rows_backward(xp, wh, nw, dc.T @ xh)
         return Tensor(gx), Tensor(gw)
 
+    def jvp(self, *tangents):
+        raise NotImplementedError("CosineMarginSoftmax is a fused op without a forward-mode rule (jvp): "
+                                  "use the *_composed versions (am_softmax_loss_composed, ...)")
+
 
 class NormalizedSoftmax(CosineMarginSoftmax):
     """ψ(c) = c: softmax on scaled cosines (no margin)."""
@@ -239,6 +243,10 @@ class TripletLoss(Function):
         u, v = dp / ap[:, None], dn / an[:, None]
         return Tensor(k * (u - v)), Tensor(-k * u), Tensor(k * v)
 
+    def jvp(self, *tangents):
+        raise NotImplementedError("TripletLoss is a fused op without a forward-mode rule (jvp): "
+                                  "use triplet_loss_composed for forward mode")
+
 
 def triplet_loss(anchor, positive, negative, margin=1.0, eps=1e-12):
     """Per-triplet hinge (B,): max(0, d(a,p) − d(a,n) + margin), Euclidean d smoothed by eps inside the root."""
@@ -270,6 +278,10 @@ class ContrastiveLoss(Function):
         k = gy.data * xp.where(self.same, 1, -gap / d)
         g = k[:, None] * delta
         return Tensor(g), Tensor(-g)
+
+    def jvp(self, *tangents):
+        raise NotImplementedError("ContrastiveLoss is a fused op without a forward-mode rule (jvp): "
+                                  "use contrastive_loss_composed for forward mode")
 
 
 @on_inputs_device

@@ -44,6 +44,10 @@ class Reparameterize(Function):
         return (gz if need_mu else None, gz * eps * std * 0.5 if need_logvar else None,
                 gz * std if need_eps else None)
 
+    def jvp(self, *tangents):
+        raise NotImplementedError("Reparameterize is a fused op without a forward-mode rule (jvp): "
+                                  "use reparameterize_composed for forward mode")
+
 
 def reparameterize(mu, logvar, eps=None):
     """A differentiable sample z ~ N(μ, diag exp(logvar)); ``eps`` ~ N(0, I) is drawn from the seeded
@@ -77,6 +81,10 @@ class GaussianKL(Function):
         mu, logvar = self.saved_tensors
         g = unsqueeze(gy, -1)
         return g * mu if mu is not None else None, g * (exp(logvar) - 1) * 0.5 if logvar is not None else None
+
+    def jvp(self, *tangents):
+        raise NotImplementedError("GaussianKL is a fused op without a forward-mode rule (jvp): "
+                                  "use gaussian_kl_composed for forward mode")
 
 
 def gaussian_kl(mu, logvar):
@@ -132,6 +140,10 @@ class ClusterKL(Function):
         g_logvar = get_array_module(z).broadcast_to(-0.5 * g, self.logvar_shape).copy()
         g_logits = gp * (f - ef[:, None])
         return Tensor(g_z), Tensor(g_logvar), Tensor(g_means), Tensor(g_logits)
+
+    def jvp(self, *tangents):
+        raise NotImplementedError("ClusterKL is a fused op without a forward-mode rule (jvp): "
+                                  "use cluster_kl_terms_composed for forward mode")
 
 
 def cluster_kl_terms(z, logvar, class_means, logits):

@@ -250,6 +250,9 @@ class AllReduceSum(Function):
     def backward(self, gy):
         return AllReduceSum(self.group)(gy)
 
+    def jvp(self, tx):
+        return AllReduceSum(self.group)(tx)
+
 
 def all_reduce_sum(tensor):
     """A new Tensor holding the sum of ``tensor`` over the ranks, differentiable (SyncBatchNorm's statistics);

@@ -66,6 +66,10 @@ class GRUStep(Function):
             grads.append(dgh.sum(axis=0) if need[3] else None)
         return tuple(None if x is None else Tensor(x) for x in grads)
 
+    def jvp(self, *tangents):
+        raise NotImplementedError("GRUStep is a fused op without a forward-mode rule (jvp): "
+                                  "build the layer with fused=False (gru_step_composed) for forward mode")
+
 
 class LSTMStep(Function):
     """(h', c') of one LSTM step from gi, h, c, W_hhᵀ (and b_hh): i, f, g, o = σ, σ, tanh, σ of
@@ -109,6 +113,10 @@ class LSTMStep(Function):
         if len(need) == 5:
             grads.append(d.sum(axis=0) if need[4] else None)
         return tuple(None if x is None else Tensor(x) for x in grads)
+
+    def jvp(self, *tangents):
+        raise NotImplementedError("LSTMStep is a fused op without a forward-mode rule (jvp): "
+                                  "build the layer with fused=False (lstm_step_composed) for forward mode")
 
 
 def _check_step(name, G, gi, h, w_hh_t, b_hh, c=None):

@@ -4,7 +4,7 @@ A Python scalar operand takes the other operand's dtype and device (``Function._
 """
 from minigrad.core import Function
 from minigrad.ops.elementwise import log
-from minigrad.ops.shape import sum_to
+from minigrad.ops.shape import add_tangents, sum_to
 
 
 class Add(Function):
@@ -14,6 +14,9 @@ class Add(Function):
     def backward(self, gy):
         need_a, need_b = self.needs_input_grad
         return sum_to(gy, self.input_shape(0)) if need_a else None, sum_to(gy, self.input_shape(1)) if need_b else None
+
+    def jvp(self, ta, tb):
+        return add_tangents(ta, tb)
 
 
 def add(a, b):
@@ -27,6 +30,9 @@ class Sub(Function):
     def backward(self, gy):
         need_a, need_b = self.needs_input_grad
         return sum_to(gy, self.input_shape(0)) if need_a else None, sum_to(-gy, self.input_shape(1)) if need_b else None
+
+    def jvp(self, ta, tb):
+        return add_tangents(ta, None if tb is None else -tb)
 
 
 def sub(a, b):
@@ -47,6 +53,10 @@ class Mul(Function):
         return (sum_to(gy * b, self.input_shape(0)) if need_a else None,
                 sum_to(gy * a, self.input_shape(1)) if need_b else None)
 
+    def jvp(self, ta, tb):
+        a, b = self.inputs
+        return add_tangents(None if ta is None else ta * b, None if tb is None else a * tb)
+
 
 def mul(a, b):
     return Mul()(a, b)
@@ -66,6 +76,10 @@ class Div(Function):
         return (sum_to(ga, self.input_shape(0)) if need_a else None,
                 sum_to(-ga * a / b, self.input_shape(1)) if need_b else None)
 
+    def jvp(self, ta, tb):
+        a, b = self.inputs
+        return add_tangents(None if ta is None else ta / b, None if tb is None else -tb * self.output() / b)
+
 
 def div(a, b):
     return Div()(a, b)
@@ -77,6 +91,9 @@ class Neg(Function):
 
     def backward(self, gy):
         return -gy
+
+    def jvp(self, tx):
+        return -tx
 
 
 def neg(x):
@@ -96,6 +113,11 @@ class Pow(Function):
         need_a, need_b = self.needs_input_grad
         return (sum_to(gy * b * a ** (b - 1), self.input_shape(0)) if need_a else None,
                 sum_to(gy * y * log(a), self.input_shape(1)) if need_b else None)
+
+    def jvp(self, ta, tb):
+        a, b = self.inputs
+        return add_tangents(None if ta is None else ta * b * a ** (b - 1),
+                            None if tb is None else tb * self.output() * log(a))
 
 
 def pow(a, b):

@@ -9,7 +9,7 @@ Conv1d is Conv2d on a height-1 image.
 """
 from minigrad.backend import get_array_module
 from minigrad.core import Function, as_tensor
-from minigrad.ops.shape import reshape, squeeze, unsqueeze
+from minigrad.ops.shape import add_tangents, reshape, squeeze, unsqueeze
 
 
 def int_pair(v, name, fn, low=None):
@@ -179,6 +179,11 @@ class Conv2d(Function):
         gw = Conv2dGradW(self.g, self.khw, cols.data)(x, gy) if need_w else None
         return gx, gw
 
+    def jvp(self, tx, tw):
+        x, w = self.inputs
+        return add_tangents(None if tx is None else Conv2d(self.g, self.out_hw)(tx, w),
+                            None if tw is None else Conv2d(self.g, self.out_hw)(x, tw))
+
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """2-D cross-correlation of ``input`` (N, C, H, W) with ``weight`` (O, C/groups, kH, kW), plus ``bias``."""
@@ -220,6 +225,11 @@ class ConvTranspose2d(Function):
         gx = Conv2d(self.g, self.x_hw)(gy, w) if need_x else None
         gw = Conv2dGradW(self.g, self.khw)(gy, x) if need_w else None
         return gx, gw
+
+    def jvp(self, tx, tw):
+        x, w = self.inputs
+        return add_tangents(None if tx is None else ConvTranspose2d(self.g, self.hw)(tx, w),
+                            None if tw is None else ConvTranspose2d(self.g, self.hw)(x, tw))
 
 
 def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
@@ -266,6 +276,11 @@ class Conv2dGradW(Function):
         gx = ConvTranspose2d(self.g, self.x_hw)(gy, ggw) if need_x else None
         ggy = Conv2d(self.g, self.gy_hw)(x, ggw) if need_gy else None
         return gx, ggy
+
+    def jvp(self, tx, tgy):
+        x, gy = self.inputs
+        return add_tangents(None if tx is None else Conv2dGradW(self.g, self.khw)(tx, gy),
+                            None if tgy is None else Conv2dGradW(self.g, self.khw)(x, tgy))
 
 
 def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):

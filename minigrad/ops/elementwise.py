@@ -8,7 +8,7 @@ import math
 from minigrad import backend
 from minigrad.backend import get_array_module
 from minigrad.core import Function, Tensor, as_tensor, as_tensors
-from minigrad.ops.shape import sum_to
+from minigrad.ops.shape import add_tangents, sum_to
 
 
 class Exp(Function):
@@ -20,6 +20,9 @@ class Exp(Function):
     def backward(self, gy):
         y, = self.saved_tensors
         return gy * y
+
+    def jvp(self, tx):
+        return tx * self.output()
 
 
 def exp(x):
@@ -34,6 +37,9 @@ class Log(Function):
     def backward(self, gy):
         x, = self.saved_tensors
         return gy / x
+
+    def jvp(self, tx):
+        return tx / self.inputs[0]
 
 
 def log(x):
@@ -50,6 +56,9 @@ class Sqrt(Function):
         y, = self.saved_tensors
         return gy / (2 * y)
 
+    def jvp(self, tx):
+        return tx / (2 * self.output())
+
 
 def sqrt(x):
     return Sqrt()(x)
@@ -63,6 +72,10 @@ class Abs(Function):
     def backward(self, gy):
         x = self.saved_tensors[0].data
         return gy * Tensor(get_array_module(x).sign(x))
+
+    def jvp(self, tx):
+        x = self.inputs[0].data
+        return tx * Tensor(get_array_module(x).sign(x))
 
 
 def abs(x):
@@ -85,6 +98,15 @@ class Clip(Function):
         if self.hi is not None:
             inside &= x <= self.hi
         return gy * Tensor(inside.astype(x.dtype))
+
+    def jvp(self, tx):
+        x = self.inputs[0].data
+        inside = x == x
+        if self.lo is not None:
+            inside &= x >= self.lo
+        if self.hi is not None:
+            inside &= x <= self.hi
+        return tx * Tensor(inside.astype(x.dtype))
 
 
 def clip(x, min=None, max=None):
@@ -113,6 +135,11 @@ class Maximum(Function):
         need_a, need_b = self.needs_input_grad
         return (sum_to(gy * wa, self.input_shape(0)) if need_a else None,
                 sum_to(gy * (1 - wa), self.input_shape(1)) if need_b else None)
+
+    def jvp(self, ta, tb):
+        a, b = self.inputs
+        wa = Tensor(self.weight_of_a(a.data, b.data).astype(a.dtype))
+        return add_tangents(None if ta is None else ta * wa, None if tb is None else tb * (1 - wa))
 
 
 def maximum(a, b):
@@ -147,6 +174,11 @@ class Where(Function):
         return (sum_to(Where(self.cond)(gy, zero), self.input_shape(0)) if need_a else None,
                 sum_to(Where(self.cond)(zero, gy), self.input_shape(1)) if need_b else None)
 
+    def jvp(self, ta, tb):
+        like = ta if ta is not None else tb
+        zero = Tensor(get_array_module(like.data).zeros((), like.dtype))
+        return Where(self.cond)(zero if ta is None else ta, zero if tb is None else tb)
+
 
 def where(cond, a, b):
     """``a`` where ``cond`` else ``b`` (broadcasting); ``cond`` is a boolean tensor or array, never differentiated."""
@@ -168,6 +200,9 @@ class Sin(Function):
         x, = self.saved_tensors
         return gy * cos(x)
 
+    def jvp(self, tx):
+        return tx * cos(self.inputs[0])
+
 
 def sin(x):
     return Sin()(x)
@@ -181,6 +216,9 @@ class Cos(Function):
     def backward(self, gy):
         x, = self.saved_tensors
         return -gy * sin(x)
+
+    def jvp(self, tx):
+        return -tx * sin(self.inputs[0])
 
 
 def cos(x):
@@ -197,6 +235,10 @@ class Tanh(Function):
         y, = self.saved_tensors
         return gy * (1 - y * y)
 
+    def jvp(self, tx):
+        y = self.output()
+        return tx * (1 - y * y)
+
 
 def tanh(x):
     return Tanh()(x)
@@ -212,6 +254,10 @@ class Sigmoid(Function):
         y, = self.saved_tensors
         return gy * y * (1 - y)
 
+    def jvp(self, tx):
+        y = self.output()
+        return tx * y * (1 - y)
+
 
 def sigmoid(x):
     return Sigmoid()(x)
@@ -225,6 +271,10 @@ class Relu(Function):
     def backward(self, gy):
         x = self.saved_tensors[0].data
         return gy * Tensor((x > 0).astype(x.dtype))
+
+    def jvp(self, tx):
+        x = self.inputs[0].data
+        return tx * Tensor((x > 0).astype(x.dtype))
 
 
 def relu(x):
@@ -242,6 +292,10 @@ class LeakyRelu(Function):
     def backward(self, gy):
         x = self.saved_tensors[0].data
         return gy * Tensor(get_array_module(x).where(x > 0, 1, self.slope).astype(x.dtype))
+
+    def jvp(self, tx):
+        x = self.inputs[0].data
+        return tx * Tensor(get_array_module(x).where(x > 0, 1, self.slope).astype(x.dtype))
 
 
 def leaky_relu(x, negative_slope=0.01):
@@ -262,6 +316,9 @@ class Elu(Function):
         positive, y = self.saved_tensors
         return Where(positive.data)(gy, gy * (y + self.alpha))
 
+    def jvp(self, tx):
+        return Where(self.inputs[0].data > 0)(tx, tx * (self.output() + self.alpha))
+
 
 def elu(x, alpha=1.0):
     return Elu(alpha)(x)
@@ -275,6 +332,10 @@ class Erf(Function):
     def backward(self, gy):
         x, = self.saved_tensors
         return gy * (2 / math.sqrt(math.pi)) * exp(-(x * x))
+
+    def jvp(self, tx):
+        x = self.inputs[0]
+        return tx * (2 / math.sqrt(math.pi)) * exp(-(x * x))
 
 
 def erf(x):
@@ -306,6 +367,9 @@ class Softplus(Function):
     def backward(self, gy):
         x, = self.saved_tensors
         return gy * sigmoid(x * self.beta)
+
+    def jvp(self, tx):
+        return tx * sigmoid(self.inputs[0] * self.beta)
 
 
 def softplus(x, beta=1.0):

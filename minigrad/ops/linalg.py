@@ -4,7 +4,7 @@ import string
 
 from minigrad.backend import get_array_module
 from minigrad.core import Function, as_tensor, as_tensors
-from minigrad.ops.shape import broadcast_to, reshape, sum_to, swapaxes
+from minigrad.ops.shape import add_tangents, broadcast_to, reshape, sum_to, swapaxes
 
 
 class MatMul(Function):
@@ -30,6 +30,10 @@ class MatMul(Function):
         elif need_b:
             gb = sum_to(MatMul()(swapaxes(a, -1, -2), gy), self.input_shape(1))
         return ga, gb
+
+    def jvp(self, ta, tb):
+        a, b = self.inputs
+        return add_tangents(None if ta is None else MatMul()(ta, b), None if tb is None else MatMul()(a, tb))
 
 
 def _check_batch_shapes(sa, sb, a_shape, b_shape):
@@ -92,6 +96,10 @@ class Linear(Function):
         if len(need) == 2:
             return gx, gw
         return gx, gw, (sum_to(gy, self.input_shape(2)) if need[2] else None)
+
+    def jvp(self, tx, tw, tb=None):
+        x, w = self.inputs[0], self.inputs[1]
+        return add_tangents(None if tx is None else Linear()(tx, w), None if tw is None else Linear()(x, tw), tb)
 
 
 def linear(x, weight, bias=None):
@@ -164,6 +172,11 @@ class Einsum(Function):
                 g = broadcast_to(reshape(g, tuple(shape[target.index(c)] if c in kept else 1 for c in target)), shape)
             grads.append(g)
         return tuple(grads)
+
+    def jvp(self, *txs):
+        terms = [Einsum(self.ins, self.out)(*[t if j == i else x for j, x in enumerate(self.inputs)])
+                 for i, t in enumerate(txs) if t is not None]
+        return add_tangents(*terms)
 
 
 def einsum(subscripts, *operands):

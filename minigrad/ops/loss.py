@@ -3,6 +3,7 @@ from minigrad.backend import get_array_module, ignore_float_errors
 from minigrad.core import Function, Tensor, as_tensor, on_inputs_device
 from minigrad.ops.elementwise import abs, log, maximum, softplus
 from minigrad.ops.reduction import log_softmax, mean, sum
+from minigrad.ops.shape import add_tangents
 
 
 def _reduce(loss, reduction, name):
@@ -109,6 +110,12 @@ class BinaryCrossEntropy(Function):
             with ignore_float_errors():
                 gt = gy * (maximum(log(1 - p), -100.0) - maximum(log(p), -100.0))
         return gp, gt
+
+    def jvp(self, tp, tt):
+        p, t = self.inputs
+        with ignore_float_errors():
+            return add_tangents(None if tp is None else tp * (p - t) / maximum(p * (1 - p), 1e-12),
+                                None if tt is None else tt * (maximum(log(1 - p), -100.0) - maximum(log(p), -100.0)))
 
 
 def binary_cross_entropy(probs, target, reduction="mean", weight=None):

@@ -137,6 +137,11 @@ class MaxPool2d(Function):
         idx, = self.saved_tensors
         return MaxPoolScatter(self.positions_of(idx.data))(gy)
 
+    def jvp(self, tx):
+        idx = self.saved[0]
+        gathered = MaxPoolGather(self.positions_of(idx.data if isinstance(idx, Tensor) else idx))(tx)
+        return (gathered, None) if self.return_indices else gathered  # the tangent at each window's first maximum
+
 
 class MaxPoolGather(Function):
     """x at the remembered argmax positions (max pooling with the winners fixed)."""
@@ -149,6 +154,9 @@ class MaxPoolGather(Function):
 
     def backward(self, gy):
         return MaxPoolScatter(self.at)(gy)
+
+    def jvp(self, tx):
+        return MaxPoolGather(self.at)(tx)
 
 
 class MaxPoolScatter(Function):
@@ -170,13 +178,17 @@ class MaxPoolScatter(Function):
     def backward(self, ggx):
         return MaxPoolGather(self.at)(ggx)
 
+    def jvp(self, tgy):
+        return MaxPoolScatter(self.at)(tgy)
+
 
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
     """Maximum over ``kernel_size`` windows of ``input`` (N, C, H, W); padding counts as −∞. With
     ``return_indices``, also where each maximum sits: int64 flat indices h·W + w into its input plane."""
     x, unbatched = _batched(input, "max_pool2d")
     g, k, out = _geometry("max_pool2d", x, kernel_size, stride, padding, dilation, ceil_mode)
-    pool = MaxPool2d(g, k, out, x.requires_grad and is_grad_enabled(), return_indices)
+    backward = x.requires_grad and is_grad_enabled()
+    pool = MaxPool2d(g, k, out, backward or x._fw is not None, return_indices)  # _fw: forward mode
     if not return_indices:
         y = pool(x)
         return squeeze(y, 0) if unbatched else y
@@ -199,6 +211,9 @@ class MaxUnpool2d(Function):
 
     def backward(self, gy):
         return reshape(gy, (-1,))[self.pos]
+
+    def jvp(self, tx):
+        return MaxUnpool2d(self.pos, self.shape)(tx)
 
 
 def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_size=None):
@@ -265,6 +280,9 @@ class AvgPool2d(Function):
     def backward(self, gy):
         return AvgPool2dAdjoint(*self.args)(gy)
 
+    def jvp(self, tx):
+        return AvgPool2d(*self.args)(tx)
+
 
 class AvgPool2dAdjoint(Function):
     """The backward of average pooling: gy / divisor spread evenly over each window."""
@@ -278,6 +296,9 @@ class AvgPool2dAdjoint(Function):
 
     def backward(self, ggx):
         return AvgPool2d(*self.args)(ggx)
+
+    def jvp(self, tgy):
+        return AvgPool2dAdjoint(*self.args)(tgy)
 
 
 def _divisor(divisor, like):

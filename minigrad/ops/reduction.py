@@ -36,6 +36,9 @@ class Sum(Function):
     def backward(self, gy):
         return _expand(gy, self.in_shape, self.axes, self.keepdims)
 
+    def jvp(self, tx):
+        return Sum(self.axes, self.keepdims)(tx)
+
 
 @torch_names
 def sum(x, axis=None, keepdims=False):
@@ -76,6 +79,14 @@ class Max(Function):
         hit = self.saved_tensors[0].data.astype(gy.dtype)
         weight = Tensor(hit / hit.sum(axis=self.axes, keepdims=True))
         return _expand(gy, self.in_shape, self.axes, self.keepdims) * weight
+
+    def jvp(self, tx):
+        x = self.inputs[0].data
+        y = self.output().data
+        if not self.keepdims:
+            y = y.reshape(_keep_shape(self.in_shape, self.axes))
+        hit = (x == y).astype(tx.dtype)
+        return Sum(self.axes, self.keepdims)(tx * Tensor(hit / hit.sum(axis=self.axes, keepdims=True)))
 
 
 @torch_names
@@ -145,6 +156,11 @@ class Norm2(Function):
         safe = where(zero, 1.0, y)
         return where(zero, 0.0, x / safe) * gy
 
+    def jvp(self, tx):
+        y = self.output()
+        zero = y.data == 0
+        return where(zero, 0.0, Sum(self.axes, self.keepdims)(self.inputs[0] * tx) / where(zero, 1.0, y))
+
 
 @torch_names
 def norm(x, ord=2, axis=None, keepdims=False):
@@ -183,6 +199,13 @@ class LogSumExp(Function):
             y, gy = reshape(y, keep), reshape(gy, keep)
         return gy * exp(x - y)  # softmax over the axes, broadcasting gy
 
+    def jvp(self, tx):
+        x = self.inputs[0]
+        y = self.output()
+        if not self.keepdims:
+            y = reshape(y, _keep_shape(x.shape, self.axes))
+        return Sum(self.axes, self.keepdims)(tx * exp(x - y))  # the softmax-weighted mean of the tangent
+
 
 @torch_names
 def logsumexp(x, axis=None, keepdims=False):
@@ -205,6 +228,10 @@ class Softmax(Function):
         y, = self.saved_tensors
         return y * (gy - sum(gy * y, self.axis, keepdims=True))
 
+    def jvp(self, tx):
+        y = self.output()
+        return y * (tx - sum(tx * y, self.axis, keepdims=True))
+
 
 @torch_names
 def softmax(x, axis=-1):
@@ -226,6 +253,9 @@ class LogSoftmax(Function):
     def backward(self, gy):
         y, = self.saved_tensors
         return gy - exp(y) * sum(gy, self.axis, keepdims=True)
+
+    def jvp(self, tx):
+        return tx - sum(exp(self.output()) * tx, self.axis, keepdims=True)
 
 
 @torch_names

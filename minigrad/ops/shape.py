@@ -17,6 +17,9 @@ class Reshape(Function):
     def backward(self, gy):
         return reshape(gy, self.in_shape)
 
+    def jvp(self, tx):
+        return Reshape(self.shape)(tx)
+
 
 def reshape(x, *shape):
     """``x`` viewed with a new shape (one axis may be -1)."""
@@ -37,6 +40,9 @@ class Transpose(Function):
     def backward(self, gy):
         inverse = tuple(sorted(range(len(self.axes)), key=self.axes.__getitem__))
         return Transpose(inverse)(gy)
+
+    def jvp(self, tx):
+        return Transpose(self.axes)(tx)
 
 
 def transpose(x, axes=None, *dims):
@@ -78,6 +84,9 @@ class BroadcastTo(Function):
     def backward(self, gy):
         return sum_to(gy, self.in_shape)
 
+    def jvp(self, tx):
+        return BroadcastTo(self.shape)(tx)
+
 
 def broadcast_to(x, shape):
     """Repeat size-1 (or missing leading) axes to ``shape`` without copying; backward sums them."""
@@ -99,11 +108,23 @@ class SumTo(Function):
     def backward(self, gy):
         return broadcast_to(gy, self.in_shape)
 
+    def jvp(self, tx):
+        return SumTo(self.shape)(tx)
+
 
 def sum_to(x, shape):
     """Undo broadcasting: sum ``x`` down to ``shape`` (the backward of every broadcasting op)."""
     shape = shape if shape.__class__ is tuple else tuple(shape)
     return x if x.shape == shape else SumTo(shape)(x)
+
+
+def add_tangents(*ts):
+    """The sum of the tangents that are not None (None when all are): a jvp rule's terms, one per input."""
+    total = None
+    for t in ts:
+        if t is not None:
+            total = t if total is None else total + t
+    return total
 
 
 @torch_names
@@ -167,6 +188,9 @@ class GetItem(Function):
     def backward(self, gy):
         return IndexAdd(self.key, self.in_shape)(gy)
 
+    def jvp(self, tx):
+        return GetItem(self.key)(tx)
+
 
 class IndexAdd(Function):
     """Zeros of ``shape`` with ``g`` added at ``key`` (repeated indices accumulate): getitem's backward."""
@@ -183,6 +207,9 @@ class IndexAdd(Function):
 
     def backward(self, gy):
         return GetItem(self.key)(gy)
+
+    def jvp(self, tg):
+        return IndexAdd(self.key, self.shape)(tg)
 
 
 def getitem(x, key):
@@ -204,6 +231,10 @@ class Concatenate(Function):
             total += s
             bounds.append(total)
         return split(gy, bounds, axis=self.axis)
+
+    def jvp(self, *txs):
+        return Concatenate(self.axis)(*[Tensor(get_array_module(x.data).zeros(x.shape, x.dtype)) if t is None else t
+                                        for x, t in zip(self.inputs, txs)])
 
 
 @torch_names
@@ -247,6 +278,9 @@ class Split(Function):
     def backward(self, *gys):
         return Concatenate(self.axis)(*gys)
 
+    def jvp(self, tx):
+        return Split(self.bounds, self.axis)(tx)
+
 
 @torch_names
 def split(x, indices_or_sections, axis=0):
@@ -277,6 +311,9 @@ class Pad(Function):
         key = tuple(slice(lo, gy.shape[i] - hi) for i, (lo, hi) in enumerate(self.pad_width))
         return gy[key]
 
+    def jvp(self, tx):
+        return Pad(self.pad_width, 0.0)(tx)
+
 
 def pad(x, pad_width, value=0.0):
     """Constant padding with NumPy's ``pad_width``: an int, ``(lo, hi)``, or one pair per axis."""
@@ -302,6 +339,9 @@ class Cast(Function):
     def backward(self, gy):
         return Cast(self.in_dtype)(gy)
 
+    def jvp(self, tx):
+        return Cast(self.dtype)(tx)
+
 
 def astype(x, dtype):
     dtype = backend.as_dtype(dtype)
@@ -318,6 +358,9 @@ class ToDevice(Function):
 
     def backward(self, gy):
         return ToDevice(self.in_device)(gy)
+
+    def jvp(self, tx):
+        return ToDevice(self.device)(tx)
 
 
 def to_device(x, device):

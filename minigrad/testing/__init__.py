@@ -12,8 +12,8 @@ from minigrad import cuda
 from minigrad.data import DatasetNotFound
 from minigrad.testing.strategies import (arrays, broadcastable_shapes, shapes, tensors,  # noqa: F401
                                          away_from, grid, positive)
-from minigrad.testing.specs import (OpSpec, check_forward, check_grad, check_gradgrad, run_spec,  # noqa: F401
-                                    spec_inputs, spec_tests)
+from minigrad.testing.specs import (OpSpec, check_forward, check_grad, check_gradgrad, check_jvp,  # noqa: F401
+                                    check_jvp_fn, run_spec, spec_inputs, spec_tests)
 
 
 def available_devices():

@@ -341,7 +341,42 @@ def _gp_center_zero(fn):
     return wrong
 
 
+# ---- forward mode: bugs in jvp rules ----------------------------------------------------------------------
+def scale_jvp(factor):
+    """``make`` for a Function's jvp: every returned tangent multiplied by ``factor``."""
+    def make(jvp):
+        def wrong(self, *tangents):
+            ts = jvp(self, *tangents)
+            if not isinstance(ts, (tuple, list)):
+                return None if ts is None else ts * factor
+            return tuple(None if t is None else t * factor for t in ts)
+        return wrong
+    return make
+
+
+def _tanh_jvp_missing_square(jvp):
+    def wrong(self, tx):
+        return tx * (1 - self.output())
+    return wrong
+
+
+def _softmax_jvp_wrong_axis(jvp):
+    def wrong(self, tx):
+        from minigrad.ops.reduction import sum as _sum
+        y = self.output()
+        return y * (tx - _sum(tx * y, 0, keepdims=True))
+    return wrong
+
+
+def _mul_jvp_one_term(jvp):
+    def wrong(self, ta, tb):
+        a, b = self.inputs
+        return ta * b if ta is not None else a * tb
+    return wrong
+
+
 REF, SPECS = "tests/test_references.py::test_", "tests/ops/test_specs.py::"
+JVP, FUNC = SPECS + "test_jvp", "tests/test_func.py::test_"
 
 MUTANTS = [
     # primitives
@@ -490,6 +525,30 @@ MUTANTS = [
     _m("adversarial_loss_grad_1e-4", "AdversarialLoss.backward scaled by (1 + 1e-4)",
        [REF + "adversarial_losses_equal_their_definition"],
        ("minigrad.models.gan:AdversarialLoss.backward", scale_backward(1 + 1e-4))),
+    # forward mode: jvp rules
+    _m("exp_jvp_1e-4", "Exp.jvp scaled by (1 + 1e-4)", [JVP + "[exp-cpu]"],
+       ("minigrad.ops.elementwise:Exp.jvp", scale_jvp(1 + 1e-4))),
+    _m("matmul_jvp_1e-4", "MatMul.jvp scaled by (1 + 1e-4)", [JVP + "[matmul-cpu]"],
+       ("minigrad.ops.linalg:MatMul.jvp", scale_jvp(1 + 1e-4))),
+    _m("logsumexp_jvp_1e-4", "LogSumExp.jvp scaled by (1 + 1e-4)", [JVP + "[logsumexp-cpu]"],
+       ("minigrad.ops.reduction:LogSumExp.jvp", scale_jvp(1 + 1e-4))),
+    _m("tanh_jvp_missing_square", "Tanh.jvp uses 1 − y instead of 1 − y²", [JVP + "[tanh-cpu]"],
+       ("minigrad.ops.elementwise:Tanh.jvp", _tanh_jvp_missing_square)),
+    _m("softmax_jvp_wrong_axis", "Softmax.jvp sums over axis 0 instead of the softmax axis",
+       [JVP + "[softmax-cpu]"], ("minigrad.ops.reduction:Softmax.jvp", _softmax_jvp_wrong_axis)),
+    _m("mul_jvp_one_term", "Mul.jvp keeps only one of its two product-rule terms", [JVP + "[mul-cpu]"],
+       ("minigrad.ops.arithmetic:Mul.jvp", _mul_jvp_one_term)),
+    _m("sumto_jvp_1e-4", "SumTo.jvp scaled by (1 + 1e-4) (seen only by forward over reverse)",
+       [JVP + "[mul-cpu]", JVP],
+       ("minigrad.ops.shape:SumTo.jvp", scale_jvp(1 + 1e-4))),
+    _m("conv2d_jvp_1e-4", "Conv2d.jvp scaled by (1 + 1e-4)", [FUNC + "conv2d_jvp"],
+       ("minigrad.ops.conv:Conv2d.jvp", scale_jvp(1 + 1e-4))),
+    _m("attention_jvp_1e-4", "ScaledDotProductAttention.jvp scaled by (1 + 1e-4)",
+       [FUNC + "fused_jvps_match_their_composed_versions"],
+       ("minigrad.models.attention:ScaledDotProductAttention.jvp", scale_jvp(1 + 1e-4))),
+    _m("crf_log_partition_jvp_1e-4", "LogPartition.jvp scaled by (1 + 1e-4)",
+       [FUNC + "fused_jvps_match_their_composed_versions"],
+       ("minigrad.models.crf:LogPartition.jvp", scale_jvp(1 + 1e-4))),
 ]
 MUTANTS = {m.name: m for m in MUTANTS}
 

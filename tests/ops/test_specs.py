@@ -4,10 +4,18 @@ import numpy as np
 import pytest
 from hypothesis import Phase, given, settings
 
-from minigrad.testing import available_devices, spec_inputs, spec_tests
+from minigrad.testing import available_devices, check_jvp, run_spec, spec_inputs, spec_tests
 from minigrad.testing.op_specs import SPECS
 
 test_forward, test_grad, test_gradgrad = spec_tests(SPECS, devices=available_devices())
+
+
+@pytest.mark.parametrize("device", available_devices())
+@pytest.mark.parametrize("spec", SPECS, ids=[s.name for s in SPECS])
+def test_jvp(spec, device):
+    """Forward mode: jvp vs finite differences, <u, J v> = <J^T u, v> with vjp, forward over reverse = reverse
+    over forward."""
+    run_spec(spec, "jvp", device)
 
 
 PRIMITIVES = {"Add", "Sub", "Mul", "Div", "Neg", "Pow", "Exp", "Log", "Sqrt", "Abs", "Clip", "Maximum", "Minimum",
@@ -37,6 +45,31 @@ def test_every_primitive_function_is_driven_by_a_spec(monkeypatch):
             mg.gradgradcheck(spec.op, [mg.Tensor(np.array(x, dtype=np.float64), requires_grad=True) for x in xs])
         once()
     assert PRIMITIVES <= called, f"no spec exercises {sorted(PRIMITIVES - called)}"
+
+
+def test_every_primitive_has_a_jvp_rule_that_a_spec_drives(monkeypatch):
+    """Each primitive defines its own jvp beside its backward, and the jvp specs call every one of them."""
+    import minigrad as mg
+    from minigrad.core import Function
+    from minigrad.ops import arithmetic, conv, elementwise, linalg, loss, pooling, reduction, shape
+    mods = (arithmetic, elementwise, reduction, shape, linalg, loss, conv, pooling)
+    classes = [v for m in mods for v in vars(m).values()
+               if isinstance(v, type) and issubclass(v, Function) and v.__module__ == m.__name__]
+    assert [c.__name__ for c in classes if c.jvp is Function.jvp] == []
+    called, original = set(), Function.__call__
+
+    def spy(self, *args):
+        if mg.core._forward_levels():
+            called.add(type(self).__name__)
+        return original(self, *args)
+    monkeypatch.setattr(Function, "__call__", spy)
+    for spec in SPECS:
+        @settings(max_examples=2, deadline=None)
+        @given(spec_inputs(spec))
+        def once(xs):
+            check_jvp(spec, xs)
+        once()
+    assert PRIMITIVES <= called, f"no jvp spec exercises {sorted(PRIMITIVES - called)}"
 
 
 # --- the strict tolerances are proven to catch small errors ----------------------------------------------------
