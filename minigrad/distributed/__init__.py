@@ -9,6 +9,7 @@ Once the group is up, an exception that nobody catches on one rank prints that r
 every rank (``MPI_Abort``), so a job never waits forever in a collective for a process that died.
 """
 import sys
+import time
 import traceback
 
 from minigrad import backend
@@ -95,6 +96,7 @@ def _abort_hook(exc_type, exc, tb):
                      + "".join(prefix + line for line in lines))
     sys.stderr.flush()
     if group is not None:
+        time.sleep(1.0)  # let mpiexec forward the traceback: an abort can kill the job before its pipes drain
         group.abort(1)
 
 
