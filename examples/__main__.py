@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from examples import DEMO, discover
-from examples.common import blas_threads, device_arg, figures, run_meta
+from examples.common import blas_threads, cpu_model, device_arg, figures, run_meta
 from minigrad.data import DATASETS, DownloadError, download
 
 
@@ -53,13 +53,7 @@ def _main_rank():
 
 def machine():
     """This computer in a few words: CPU model, core count, OS, Python."""
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores, {platform.system()}, Python {platform.python_version()}"
+    return f"{cpu_model()}, {os.cpu_count()} cores, {platform.system()}, Python {platform.python_version()}"
 
 
 def demo_table(rows, wall, cpu, device):

@@ -74,15 +74,21 @@ def output_dir(out_dir, name):
 _STARTED = time.time()                                     # this module is imported when an example starts
 
 
-def run_meta():
-    """Where and when a result was measured: date (UTC), machine, CPU count, Python and NumPy versions, the
-    command line and the wall time since the example started."""
+def cpu_model():
+    """The CPU's model name (from /proc/cpuinfo where there is one)."""
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
             cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
     except OSError:
         pass
+    return cpu
+
+
+def run_meta():
+    """Where and when a result was measured: date (UTC), machine, CPU count, Python and NumPy versions, the
+    command line and the wall time since the example started."""
+    cpu = cpu_model()
     return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores ({cpu})",
             "python": platform.python_version(), "numpy": np.__version__,
