@@ -44,8 +44,16 @@ NOT_RERUN = {
 
 
 def load_runs(runs_dir=RUNS):
-    """{run id: results} for every docs/runs/RUN/results.json."""
-    return {p.parent.name: json.loads(p.read_text()) for p in sorted(Path(runs_dir).glob("*/results.json"))}
+    """{run id: results} for every docs/runs/RUN/results.json, and for every run that was stopped before its end
+    (a folder with only the ``progress.json`` its example writes after each epoch), that file marked
+    ``"stopped": True``: its numbers are those of the last finished epoch."""
+    runs = {}
+    for folder in sorted(p for p in Path(runs_dir).iterdir() if p.is_dir()):
+        if (folder / "results.json").exists():
+            runs[folder.name] = json.loads((folder / "results.json").read_text())
+        elif (folder / "progress.json").exists():
+            runs[folder.name] = {**json.loads((folder / "progress.json").read_text()), "stopped": True}
+    return runs
 
 
 def _pm(ms, digits=3):
@@ -67,8 +75,8 @@ def _command(res):
     return re.sub(r"python \S*/(examples/\w+\.py)", r"python \1", cmd)
 
 
-def _run_link(run_id, from_readme=False):
-    return f"[{run_id}]({'docs/' if from_readme else ''}runs/{run_id}/results.json)"
+def _run_link(run_id, from_readme=False, file="results.json"):
+    return f"[{run_id}]({'docs/' if from_readme else ''}runs/{run_id}/{file})"
 
 
 # ---- per-example rows ---------------------------------------------------------------------------------------------
@@ -97,18 +105,32 @@ def cnn_rows(run_id, res):
             f"({res['train_seconds']:.0f} s of training)")
 
 
+def _vae_curve(curve):
+    return ", ".join(f"{p['epoch']}: {p['acc_majority']:.3f}" for p in curve)
+
+
 def vae_rows(run_id, res):
-    rows, parts = [], []
+    """Rows per data set: the mean over seeds of a finished run, or the last epoch of a stopped one."""
+    rows, parts, cfg = [], [], res["config"]
     for ds in ("mnist", "fashion_mnist", "digits"):
         if ds not in res:
             continue
         s = res[ds]["summary"]
-        rows.append((f"{ds}: accuracy majority / Hungarian / NMI ({res['config']['arch']}, "
+        rows.append((f"{ds}: accuracy majority / Hungarian / NMI ({cfg['arch']}, {cfg['epochs']} epochs, "
                      f"{len(res[ds]['runs'])} seeds)",
                      f"{_pm(s['vae']['acc_majority'])} / {_pm(s['vae']['acc_hungarian'])} / {_pm(s['vae']['nmi'])} "
                      f"(k-means on pixels {s['kmeans']['acc_majority']['mean']:.3f})"))
         parts.append(f"{ds} {s['vae']['acc_majority']['mean']:.3f}")
-    return rows, f"ClusterVAE clustering accuracy ({res['config']['arch']}): " + ", ".join(parts)
+    run = res.get("in_progress") if res.get("stopped") else None
+    if run and run["curve"]:
+        last = run["curve"][-1]
+        what = (f"{run['dataset']}: accuracy majority / Hungarian / NMI ({cfg['arch']}, seed {run['seed']}, "
+                f"**stopped after {last['epoch']} of {cfg['epochs']} epochs**)")
+        rows.append((what, f"{last['acc_majority']:.3f} / {last['acc_hungarian']:.3f} / {last['nmi']:.3f}"))
+        rows.append((f"{run['dataset']}: majority accuracy by epoch (seed {run['seed']})", _vae_curve(run["curve"])))
+        parts.append(f"{run['dataset']} {last['acc_majority']:.3f} after {last['epoch']} of {cfg['epochs']} epochs "
+                     f"(stopped, seed {run['seed']})")
+    return rows, f"ClusterVAE clustering accuracy ({cfg['arch']}): " + ", ".join(parts)
 
 
 def dcgan_rows(run_id, res):
@@ -121,6 +143,10 @@ def dcgan_rows(run_id, res):
         rows.append(("FID in the judge's hidden features (real vs real: the floor)",
                      f"{res['fid']:.2f} ({res['fid_real']:.2f})"))
         glance += f", FID {res['fid']:.2f} in the judge's features (real vs real {res['fid_real']:.2f})"
+    curve = [p for p in res.get("log", []) if "confident_share" in p]
+    if curve:
+        rows.append(("confident share / FID by epoch (EMA weights)",
+                     ", ".join(f"{p['epoch']}: {100 * p['confident_share']:.1f} % / {p['fid']:.1f}" for p in curve)))
     return rows, glance
 
 
@@ -154,8 +180,9 @@ def results_table(runs):
             continue
         seen.add(ex)
         for metric, value in fmt(run_id, res)[0]:
-            lines.append(f"| `{ex}` | {_run_link(run_id)} | {metric} | {value} | {REFERENCE.get(ex, '')} | "
-                         f"{_when(res)} |")
+            link = (_run_link(run_id, file="progress.json") + " (stopped)" if res.get("stopped")
+                    else _run_link(run_id))
+            lines.append(f"| `{ex}` | {link} | {metric} | {value} | {REFERENCE.get(ex, '')} | {_when(res)} |")
     lines += ["", "Not re-run since the first version (their earlier numbers had no `results.json` behind them and "
               "are withdrawn until a run is committed under `docs/runs/`):", ""]
     lines += [f"- `{ex}`: {what}" for ex, what in NOT_RERUN.items() if ex not in seen]
@@ -192,14 +219,35 @@ def glance(runs):
             continue
         text = fmt(run_id, res)[1]
         if text:
-            lines.append(f"- {text} ({_run_link(run_id, from_readme=True)}; {_when(res)}).")
+            file = "progress.json" if res.get("stopped") else "results.json"
+            lines.append(f"- {text} ({_run_link(run_id, True, file)}; {_when(res)}).")
     missing = [ex for ex in NOT_RERUN if not any(example_of(r) == ex for r in runs)]
     if missing:
         lines.append("- Not re-run yet (no committed results): " + ", ".join(f"`{ex}`" for ex in missing) + ".")
     return "\n".join(lines)
 
 
-SECTIONS = {RESULTS_MD: {"table": results_table, "capsule": capsule_detail}, README: {"glance": glance}}
+def runs_of(example):
+    """A section for an experiment's own page: every committed run of ``example`` with its command, machine, date
+    and wall time, and its rows."""
+    def section(runs):
+        out = []
+        for run_id, res in runs.items():
+            if example_of(run_id) != example:
+                continue
+            stopped = " **Stopped before its end**: the numbers are those of its last finished epoch." \
+                if res.get("stopped") else ""
+            out += [f"**{run_id}** ([results](../runs/{run_id}/{'progress' if res.get('stopped') else 'results'}"
+                    f".json)): `{_command(res)}`; {_when(res)}.{stopped}", "", "| metric | measured |", "|---|---|"]
+            out += [f"| {metric} | {value} |" for metric, value in FORMATTERS[example](run_id, res)[0]]
+            out.append("")
+        return "\n".join(out).rstrip() or f"No {example} run committed yet."
+    return section
+
+
+SECTIONS = {RESULTS_MD: {"table": results_table, "capsule": capsule_detail}, README: {"glance": glance},
+            ROOT / "docs" / "derivations" / "gan.md": {"dcgan": runs_of("gan_dcgan")},
+            ROOT / "docs" / "derivations" / "vae.md": {"vae": runs_of("vae_cluster")}}
 
 
 def render(text, name, body):

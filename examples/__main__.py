@@ -1,4 +1,7 @@
-"""The launcher: ``python -m examples list | download [NAME...] | run NAME [--device cpu|cuda] [--quick] | demo``."""
+"""The launcher: ``python -m examples list | download [NAME...] | run NAME [--device cpu|cuda] [--quick]
+[example options] | demo``. Options after ``run NAME`` that the launcher does not know go to the example's own
+command line (``python -m examples run capsule_two_digits --heads capsule-kmeans``; each example's ``--help``
+lists them)."""
 import argparse
 import datetime
 import json
@@ -20,16 +23,22 @@ def _headline(metrics):
     return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in items[:4])
 
 
-def run_one(module, args, quick):
+def run_one(module, args, quick, options=()):
     """Run one example; a quick run is a smoke run (no figures, "smoke_run": true in results.json) unless the
-    example says its quick configuration shows its headline (QUICK_SHOWS_HEADLINE) and this run's numbers do."""
+    example says its quick configuration shows its headline (QUICK_SHOWS_HEADLINE) and this run's numbers do.
+    ``options``: the example's own command-line options, parsed by its ``main``."""
     out = Path(args.out) / module.NAME
     out.mkdir(parents=True, exist_ok=True)
     start, cpu = time.perf_counter(), time.process_time()
     designed = not quick or getattr(module, "QUICK_SHOWS_HEADLINE", False)
     extra = {"distributed": True} if getattr(args, "distributed", False) else {}
     with figures(designed) as written, blas_threads(getattr(args, "threads", 1) or None):
-        metrics = module.run(device=args.device, quick=quick, out_dir=str(out), seed=args.seed, **extra)
+        if options:
+            metrics = module.main(["--device", str(args.device), "--out", str(out), "--seed", str(args.seed),
+                                   *(["--quick"] if quick else []), *(["--distributed"] if extra else []),
+                                   *options])
+        else:
+            metrics = module.run(device=args.device, quick=quick, out_dir=str(out), seed=args.seed, **extra)
     metrics = dict(metrics or {})
     metrics.setdefault("seconds", round(time.perf_counter() - start, 1))
     metrics["cpu_seconds"] = round(time.process_time() - cpu, 1)
@@ -41,6 +50,7 @@ def run_one(module, args, quick):
         for path in written:  # the numbers did not show the effect: its picture would mislead
             os.remove(path)
     metrics.setdefault("meta", run_meta())
+    metrics["meta"]["command"] = " ".join(["python", "-m", "examples", *args.argv])  # also when called as main(argv)
     if _main_rank():
         (out / "results.json").write_text(json.dumps(metrics, indent=2, default=float))
     return metrics
@@ -108,7 +118,11 @@ def main(argv=None):
                             "times faster when other programs share the CPU; 0 = the BLAS library's default)")
         if name == "demo":
             p.add_argument("--readme", action="store_true", help="write the summary table into README.md")
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args, options = parser.parse_known_args(argv)
+    args.argv = argv
+    if options and args.cmd != "run":
+        parser.error(f"unrecognized arguments: {' '.join(options)}")
     unknown = [n for n in getattr(args, "names", []) if n not in DATASETS]
     if unknown:
         dl.error(f"unknown data set {unknown[0]!r} (choose from {', '.join(DATASETS)})")
@@ -133,7 +147,7 @@ def main(argv=None):
         if args.name not in examples:
             print(f"unknown example {args.name!r}; choose from: {', '.join(examples)}", file=sys.stderr)
             return 2
-        metrics = run_one(examples[args.name], args, args.quick)
+        metrics = run_one(examples[args.name], args, args.quick, options)
         print(json.dumps(metrics, indent=2, default=float))
         return 0
     rows, start, cpu = [], time.perf_counter(), time.process_time()

@@ -138,10 +138,15 @@ def run(device="cpu", quick=False, out_dir=None, seed=0, task="reverse", steps=N
     return metrics
 
 
-if __name__ == "__main__":
+def main(argv=None):
+    """The command line: parse ``argv`` (default: sys.argv[1:]), run, and return the metrics."""
     p = parser(DESCRIPTION)
     p.add_argument("--task", choices=("reverse", "sort"), default="reverse")
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--positions", nargs="+", choices=POSITIONS, default=list(POSITIONS))
-    a = p.parse_args()
-    run(a.device, a.quick, a.out, a.seed, task=a.task, steps=a.steps, positions=a.positions)
+    a = p.parse_args(argv)
+    return run(a.device, a.quick, a.out, a.seed, task=a.task, steps=a.steps, positions=a.positions)
+
+
+if __name__ == "__main__":
+    main()

@@ -184,8 +184,13 @@ def run(device="cpu", quick=False, out_dir=None, seed=0, epochs=None, **kw):
     return metrics
 
 
-if __name__ == "__main__":
+def main(argv=None):
+    """The command line: parse ``argv`` (default: sys.argv[1:]), run, and return the metrics."""
     p = parser(DESCRIPTION)
     p.add_argument("--epochs", type=int, default=None)
-    a = p.parse_args()
-    run(a.device, a.quick, a.out, a.seed, epochs=a.epochs)
+    a = p.parse_args(argv)
+    return run(a.device, a.quick, a.out, a.seed, epochs=a.epochs)
+
+
+if __name__ == "__main__":
+    main()

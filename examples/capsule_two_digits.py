@@ -325,7 +325,8 @@ def run(device="cpu", quick=False, out_dir=None, seed=0, n_seeds=1, n_train=None
     return metrics
 
 
-def main():
+def main(argv=None):
+    """The command line: parse ``argv`` (default: sys.argv[1:]), run, and return the metrics."""
     p = parser(__doc__.split("\n")[0])
     p.add_argument("--seeds", type=int, default=1, help="number of seeds (from --seed on)")
     p.add_argument("--n-train", type=int, default=None, help="training digits (default: all 60,000)")
@@ -339,7 +340,7 @@ def main():
     p.add_argument("--pairs", type=int, default=10000, help="two-digit test images drawn (equal pairs dropped)")
     p.add_argument("--heads", default=",".join(HEADS), help=f"comma-separated subset of {','.join(HEADS)}")
     p.add_argument("--w-scale", type=float, default=1.0, help="scale of the capsule layer's initial weights")
-    a = p.parse_args()
+    a = p.parse_args(argv)
     heads = tuple(h for h in a.heads.split(",") if h)
     unknown = [h for h in heads if h not in HEADS]
     if unknown:
@@ -348,9 +349,10 @@ def main():
                 (64, 128) if a.trunk == "seed" else (32, 32, 64))
     if len(channels) != (2 if a.trunk == "seed" else 3):
         p.error(f"--channels: the {a.trunk} trunk takes {2 if a.trunk == 'seed' else 3} widths, got {channels}")
-    run(device=a.device, quick=a.quick, out_dir=a.out, seed=a.seed, n_seeds=a.seeds, n_train=a.n_train,
-        epochs=a.epochs, pooling_epochs=a.pooling_epochs, batch_size=a.batch_size, lr=a.lr, channels=channels,
-        trunk_kind=a.trunk, n_test=a.n_test, n_pairs=a.pairs, heads=heads, w_scale=a.w_scale, distributed=a.distributed)
+    return run(device=a.device, quick=a.quick, out_dir=a.out, seed=a.seed, n_seeds=a.seeds, n_train=a.n_train,
+               epochs=a.epochs, pooling_epochs=a.pooling_epochs, batch_size=a.batch_size, lr=a.lr, channels=channels,
+               trunk_kind=a.trunk, n_test=a.n_test, n_pairs=a.pairs, heads=heads, w_scale=a.w_scale,
+               distributed=a.distributed)
 
 
 if __name__ == "__main__":

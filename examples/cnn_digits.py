@@ -108,9 +108,16 @@ def run(device="cpu", quick=False, out_dir=None, seed=0, dataset="auto", epochs=
             "train_seconds": round(train_seconds, 1), "device": device, "processes": world}
 
 
-if __name__ == "__main__":
+def main(argv=None):
+    """The command line: parse ``argv`` (default: sys.argv[1:]), run, and return the metrics."""
     p = parser(DESCRIPTION)
     p.add_argument("--dataset", default="auto", choices=["auto", "mnist", "digits"])
     p.add_argument("--epochs", type=int, default=None)
-    a = p.parse_args()
-    print(json.dumps(run(a.device, a.quick, a.out, a.seed, a.dataset, a.epochs, a.distributed), indent=2))
+    a = p.parse_args(argv)
+    metrics = run(a.device, a.quick, a.out, a.seed, a.dataset, a.epochs, a.distributed)
+    print(json.dumps(metrics, indent=2))
+    return metrics
+
+
+if __name__ == "__main__":
+    main()

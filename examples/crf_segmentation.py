@@ -270,7 +270,8 @@ def _plot(curves, path):
     save_figure(fig, path, dpi=120)
 
 
-def main():
+def main(argv=None):
+    """The command line: parse ``argv`` (default: sys.argv[1:]), run, and return the metrics."""
     p = parser(DESCRIPTION)
     p.add_argument("--task", choices=list(TASKS), default="seg", help="seg: BMES segmentation; ner: BIO entities")
     p.add_argument("--epochs", type=int, default=None)
@@ -278,9 +279,9 @@ def main():
     p.add_argument("--encoder", choices=["conv", "none"], default="conv",
                    help="none: emissions from the character alone (only a CRF sees neighbouring tags)")
     p.add_argument("--threads", type=int, default=None, help="cap BLAS threads (1 is fastest on a busy 2-core VM)")
-    a = p.parse_args()
-    run(device=a.device, quick=a.quick, out_dir=a.out, seed=a.seed, task=a.task, epochs=a.epochs, limit=a.limit,
-        threads=a.threads, encoder=a.encoder)
+    a = p.parse_args(argv)
+    return run(device=a.device, quick=a.quick, out_dir=a.out, seed=a.seed, task=a.task, epochs=a.epochs, limit=a.limit,
+               threads=a.threads, encoder=a.encoder)
 
 
 if __name__ == "__main__":

@@ -1,14 +1,18 @@
-"""A small DCGAN on MNIST, trained on the CPU in a few minutes; saves a grid of generated digits.
+"""A DCGAN on MNIST with the DCGAN paper's architecture and training, sized for 28×28; saves a grid of digits.
 
-Generator: z (64) → linear → 2c×7×7 → two stride-2 transposed convolutions with BatchNorm/ReLU → 28×28 tanh;
-discriminator: two stride-2 convolutions with LeakyReLU, BatchNorm after the second → linear score
-(models/gan.py, c = ``channels``); images scaled to [−1, 1]. Non-saturating loss, Adam(lr, β₁ = 0.5), an EMA of the
-generator's weights. To stay within minutes on a CPU it trains on a subset (``n_train`` images) for a few epochs;
-both are printed and saved.
+The paper's recipe (Radford et al., 2016): strided convolutions in the discriminator and stride-2 transposed
+convolutions in the generator, no pooling and no fully connected hidden layers, BatchNorm in both networks except
+the generator's output and the discriminator's input, ReLU in the generator with tanh at the end, LeakyReLU(0.2)
+in the discriminator, weights from N(0, 0.02²), Adam(lr 2·10⁻⁴, β₁ = 0.5) and batches of 128. For 28×28 (models/
+gan.py, c = ``channels`` = 64): z (100) → linear → 2c×7×7 → 4×4 stride-2 transposed convolutions to c×14×14 and
+1×28×28; the discriminator mirrors it (c×14×14, 2c×7×7, a linear score). Images are scaled to [−1, 1]; the loss is
+the non-saturating one. Samples are scored with an EMA of the generator's weights and with the live weights.
 
 How recognisable are the digits? A small MLP classifier (trained here on the MNIST training split, its test accuracy
-printed) labels 1000 generated digits: we report how many it labels with confidence > 0.9 and how the labels
-spread over the 10 classes. Without MNIST installed the 8×8 digits are used instead, with a notice.
+printed) labels 1000 generated digits: we report how many it labels with confidence > 0.9, how the labels spread
+over the 10 classes, and the FID in its hidden features (generated vs real test digits, and real vs other real
+digits as the floor). The scores are taken after every epoch too (``log``), so a run shows its learning curve.
+Without MNIST installed the 8×8 digits are used instead, with a notice.
 """
 import time
 
@@ -16,7 +20,7 @@ import numpy as np
 
 import minigrad as mg
 from minigrad import nn, optim
-from minigrad.models.gan import DCGANDiscriminator, DCGANGenerator, train_step
+from minigrad.models.gan import DCGANDiscriminator, DCGANGenerator, dcgan_init_, train_step
 from examples.common import load_or_digits, output_dir, parser, pyplot, save_figure, save_results
 
 NAME = "gan_dcgan"
@@ -68,13 +72,15 @@ def judge_features(clf, images, batch_size=500):
 
 
 def frechet_distance(fa, fb):
-    """FID between two feature samples (N, d): ‖μa − μb‖² + tr(Σa + Σb − 2(Σa Σb)^½), host-side float64."""
-    from scipy import linalg
+    """FID between two feature samples (N, d): ‖μa − μb‖² + tr(Σa + Σb − 2(Σa Σb)^½), host-side float64. The
+    trace of the root is taken as Σ √λ of the symmetric Σa^½ Σb Σa^½ (same eigenvalues as Σa Σb), which stays real
+    and finite when dead features make the covariances singular."""
     ma, mb = fa.mean(0), fb.mean(0)
     ca, cb = np.cov(fa, rowvar=False), np.cov(fb, rowvar=False)
-    root = linalg.sqrtm(ca @ cb)
-    root = root.real if np.iscomplexobj(root) else root
-    return float(((ma - mb) ** 2).sum() + np.trace(ca + cb - 2 * root))
+    w, v = np.linalg.eigh(ca)
+    ra = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    root_trace = np.sqrt(np.clip(np.linalg.eigvalsh(ra @ cb @ ra), 0, None)).sum()
+    return float(((ma - mb) ** 2).sum() + np.trace(ca) + np.trace(cb) - 2 * root_trace)
 
 
 def save_grid(images, path, title):
@@ -93,84 +99,118 @@ def save_grid(images, path, title):
     return save_figure(fig, path, dpi=120)
 
 
-def run(device="cpu", quick=False, out_dir=None, seed=0, n_train=None, epochs=None, batch=64, channels=32,
-        latent_dim=64, lr=2e-4, ema_decay=0.995):
+def score_samples(clf, samples, f_real):
+    """The judge's verdict on generated digits: its confident share and class spread, and the FID to real digits
+    whose judge features are ``f_real``."""
+    out = judge(clf, samples)
+    out["fid"] = frechet_distance(judge_features(clf, samples), f_real)
+    return out
+
+
+def run(device="cpu", quick=False, out_dir=None, seed=0, n_train=None, epochs=None, batch=128, channels=64,
+        latent_dim=100, lr=2e-4, ema_decay=0.999):
     out_dir = output_dir(out_dir, NAME)
     Xall, yall, Xte, yte, dataset = load_or_digits("mnist")
-    n_train = min(n_train or (256 if quick else 25600), len(Xall))
-    epochs = epochs or (1 if quick else 4)
-    channels = 8 if quick else channels
+    n_train = min(n_train or (256 if quick else len(Xall)), len(Xall))
+    epochs = epochs or (1 if quick else 10)
+    channels, batch = (8, 64) if quick else (channels, batch)
     idx = np.random.default_rng(seed).permutation(len(Xall))[:n_train]
     X = Xall[idx] * np.float32(2) - np.float32(1)  # [0, 1] -> [-1, 1], the range of tanh
     size = X.shape[-1]
+    steps_per_epoch = n_train // batch
     print(f"[{NAME}] {dataset}: {n_train} training images of {size}×{size}, {epochs} epochs of batch {batch} "
-          f"({epochs * (n_train // batch)} steps); channels {channels}, latent {latent_dim}, Adam lr {lr}, "
-          f"EMA {ema_decay}")
+          f"({epochs * steps_per_epoch} steps); channels {channels}, latent {latent_dim}, Adam lr {lr}, "
+          f"EMA {ema_decay}", flush=True)
     start = time.perf_counter()
     clf, clf_acc = train_classifier(Xall[:2000] if quick else Xall, yall[:2000] if quick else yall, Xte[:2000],
                                     yte[:2000], seed, epochs=1 if quick else 2)
-    print(f"[{NAME}] judge classifier: test accuracy {100 * clf_acc:.1f}% ({time.perf_counter() - start:.0f} s)")
+    print(f"[{NAME}] judge classifier: test accuracy {100 * clf_acc:.1f}% ({time.perf_counter() - start:.0f} s)",
+          flush=True)
+    n_eval = 1000
+    real_a, real_b = Xte[:n_eval], Xte[n_eval:2 * n_eval]
+    f_real = judge_features(clf, real_a)    # real vs other real digits: the floor a perfect generator would reach
+    fid_real = frechet_distance(judge_features(clf, real_b), f_real) if len(real_b) == n_eval else None
 
     mg.manual_seed(seed)
-    G = DCGANGenerator(latent_dim, channels, image_size=size).to(device)
-    D = DCGANDiscriminator(channels, image_size=size, batch_norm=True).to(device)
+    G = dcgan_init_(DCGANGenerator(latent_dim, channels, image_size=size)).to(device)
+    D = dcgan_init_(DCGANDiscriminator(channels, image_size=size, batch_norm=True)).to(device)
     opt_g = optim.Adam(G.parameters(), lr=lr, betas=(0.5, 0.999))
     opt_d = optim.Adam(D.parameters(), lr=lr, betas=(0.5, 0.999))
     ema = optim.EMA(G, decay=ema_decay, warmup=True)
     loader = mg.data.DataLoader((X,), batch_size=batch, shuffle=True, drop_last=True, seed=seed, device=device)
     z_fixed = mg.randn(64, latent_dim, device=device)
-    t0, log = time.perf_counter(), []
+    z_eval = mg.randn(n_eval, latent_dim, device=device)
+    to_unit = lambda t: (t.numpy() + 1) / 2  # back to [0, 1]
+
+    def samples():
+        """(EMA-weight samples, live-weight samples, the EMA grid), generator in eval mode."""
+        G.eval()
+        with mg.no_grad():
+            live = to_unit(G(z_eval))
+            with ema.average_parameters():
+                averaged, grid = to_unit(G(z_eval)), to_unit(G(z_fixed))
+        G.train()
+        return averaged, live, grid
+
+    t0, log, train_seconds = time.perf_counter(), [], 0.0
     for epoch in range(epochs):
-        sums, n = {"loss_d": 0.0, "loss_g": 0.0}, 0
+        sums, n, t_epoch = {"loss_d": 0.0, "loss_g": 0.0}, 0, time.perf_counter()
         for (xb,) in loader:
             out = train_step(G, D, opt_g, opt_d, xb, "non_saturating", ema=ema)
             sums["loss_d"] += out["loss_d"]
             sums["loss_g"] += out["loss_g"]
             n += 1
-        log.append({k: v / max(n, 1) for k, v in sums.items()})
-        print(f"  epoch {epoch + 1}/{epochs}: loss_d {log[-1]['loss_d']:.3f}, loss_g {log[-1]['loss_g']:.3f} "
-              f"({time.perf_counter() - t0:.0f} s)")
-    train_seconds = time.perf_counter() - t0
+        train_seconds += time.perf_counter() - t_epoch
+        averaged, live, _ = samples()
+        point = {"epoch": epoch + 1, **{k: v / max(n, 1) for k, v in sums.items()},
+                 "train_seconds": round(train_seconds, 1)}
+        ema_scores, live_scores = score_samples(clf, averaged, f_real), score_samples(clf, live, f_real)
+        point.update(confident_share=ema_scores["confident_share"], fid=ema_scores["fid"],
+                     confident_share_live_weights=live_scores["confident_share"], fid_live_weights=live_scores["fid"],
+                     classes_with_5pct=ema_scores["classes_with_5pct"])
+        log.append(point)
+        print(f"  epoch {epoch + 1}/{epochs}: loss_d {point['loss_d']:.3f}, loss_g {point['loss_g']:.3f}; confident "
+              f"{point['confident_share']:.3f} (live {point['confident_share_live_weights']:.3f}), FID "
+              f"{point['fid']:.2f} (live {point['fid_live_weights']:.2f}) ({time.perf_counter() - t0:.0f} s)",
+              flush=True)
+        save_results(out_dir, {"progress": log, "epochs": epochs}, "progress.json")
 
-    G.eval()
-    z_eval = mg.randn(1000, latent_dim, device=device)
-    to_unit = lambda t: (t.numpy() + 1) / 2  # back to [0, 1]
-    with mg.no_grad():
-        live = to_unit(G(z_eval))
-        with ema.average_parameters():
-            grid, samples = to_unit(G(z_fixed)), to_unit(G(z_eval))
-    G.train()
-    scores, live_scores = judge(clf, samples), judge(clf, live)
-    real_scores = judge(clf, Xte[:1000])
-    # FID in the judge's features: generated vs real test digits, and real vs other real digits (the floor a
-    # perfect generator would reach with samples of this size)
-    real_a, real_b = Xte[:len(samples)], Xte[len(samples):2 * len(samples)]
-    f_real = judge_features(clf, real_a)
-    fid = frechet_distance(judge_features(clf, samples), f_real)
-    fid_real = frechet_distance(judge_features(clf, real_b), f_real) if len(real_b) == len(samples) else None
+    averaged, live, grid = samples()
+    scores, live_scores = score_samples(clf, averaged, f_real), score_samples(clf, live, f_real)
+    real_scores = judge(clf, real_a)
     figure = save_grid(grid, out_dir / "dcgan_samples.png",
                        f"DCGAN ({dataset}, {n_train} images, {epochs} epochs, EMA weights): "
                        f"{100 * scores['confident_share']:.0f}% confidently classified")
-    metrics = {"dataset": dataset, "n_train": n_train, "epochs": epochs, "steps": epochs * (n_train // batch),
-               "batch": batch, "channels": channels, "latent_dim": latent_dim, "lr": lr,
+    metrics = {"dataset": dataset, "n_train": n_train, "epochs": epochs, "steps": epochs * steps_per_epoch,
+               "batch": batch, "channels": channels, "latent_dim": latent_dim, "lr": lr, "ema_decay": ema_decay,
+               "init": "N(0, 0.02²) weights, N(1, 0.02²) BatchNorm scales (the DCGAN paper)",
                "judge_test_accuracy": clf_acc, "confident_share": scores["confident_share"],
                "confident_share_live_weights": live_scores["confident_share"],
                "classes_with_5pct": scores["classes_with_5pct"], "class_counts": scores["class_counts"],
-               "real_confident_share": real_scores["confident_share"], "fid": fid, "fid_real": fid_real,
+               "real_confident_share": real_scores["confident_share"], "fid": scores["fid"],
+               "fid_live_weights": live_scores["fid"], "fid_real": fid_real,
                "fid_features": "the judge's hidden layer (256 ReLU units)", "train_seconds": round(train_seconds, 1),
                "log": log, "figure": figure, "seconds": round(time.perf_counter() - start, 1)}
     save_results(out_dir, metrics)
-    print(f"[{NAME}] {100 * scores['confident_share']:.1f}% of 1000 generated digits (EMA weights; "
+    print(f"[{NAME}] {100 * scores['confident_share']:.1f}% of {n_eval} generated digits (EMA weights; "
           f"{100 * live_scores['confident_share']:.1f}% with the live weights) classified with confidence > 0.9 "
           f"(real test digits: {100 * real_scores['confident_share']:.1f}%); classes with ≥5%: "
-          f"{scores['classes_with_5pct']}/10 {scores['class_counts']}; FID in the judge's features {fid:.2f} (real "
-          f"vs real: {fid_real if fid_real is None else round(fid_real, 2)}); grid: {figure} ({metrics['seconds']} s)")
+          f"{scores['classes_with_5pct']}/10 {scores['class_counts']}; FID in the judge's features "
+          f"{scores['fid']:.2f} (real vs real: {fid_real if fid_real is None else round(fid_real, 2)}); grid: {figure} "
+          f"({metrics['seconds']} s)", flush=True)
     return metrics
 
 
-if __name__ == "__main__":
+def main(argv=None):
+    """The command line: parse ``argv`` (default: sys.argv[1:]), run, and return the metrics."""
     p = parser(DESCRIPTION)
     p.add_argument("--n-train", type=int, default=None)
-    p.add_argument("--epochs", type=int, default=None)
-    a = p.parse_args()
-    run(a.device, a.quick, a.out, a.seed, n_train=a.n_train, epochs=a.epochs)
+    p.add_argument("--epochs", type=int, default=None, help="default 10 (quick: 1)")
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--channels", type=int, default=64)
+    a = p.parse_args(argv)
+    return run(a.device, a.quick, a.out, a.seed, n_train=a.n_train, epochs=a.epochs, batch=a.batch, channels=a.channels)
+
+
+if __name__ == "__main__":
+    main()

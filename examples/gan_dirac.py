@@ -223,6 +223,11 @@ def run(device="cpu", quick=False, out_dir=None, seed=0, T=None, lr=0.1, ema_tau
     return metrics
 
 
+def main(argv=None):
+    """The command line: parse ``argv`` (default: sys.argv[1:]), run, and return the metrics."""
+    a = parser(DESCRIPTION).parse_args(argv)
+    return run(a.device, a.quick, a.out, a.seed)
+
+
 if __name__ == "__main__":
-    a = parser(DESCRIPTION).parse_args()
-    run(a.device, a.quick, a.out, a.seed)
+    main()

@@ -149,9 +149,14 @@ def run(device="cpu", quick=False, out_dir=None, seed=0, seeds=3, steps=None, st
     return metrics
 
 
-if __name__ == "__main__":
+def main(argv=None):
+    """The command line: parse ``argv`` (default: sys.argv[1:]), run, and return the metrics."""
     p = parser(DESCRIPTION)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--steps", type=int, default=None)
-    a = p.parse_args()
-    run(a.device, a.quick, a.out, a.seed, seeds=a.seeds, steps=a.steps)
+    a = p.parse_args(argv)
+    return run(a.device, a.quick, a.out, a.seed, seeds=a.seeds, steps=a.steps)
+
+
+if __name__ == "__main__":
+    main()

@@ -189,15 +189,16 @@ def run(device="cpu", quick=False, out_dir=None, seed=0, dataset="auto", n_seen=
     return results
 
 
-def main():
+def main(argv=None):
+    """The command line: parse ``argv`` (default: sys.argv[1:]), run, and return the metrics."""
     p = parser(DESCRIPTION)
     p.add_argument("--dataset", default="auto", choices=["auto", "fashion", "mnist", "digits"])
     p.add_argument("--seen", type=int, default=7, help="classes 0..seen-1 are trained on, the rest held out")
     p.add_argument("--losses", nargs="+", default=None, choices=list(LOSS_ARGS))
     p.add_argument("--epochs", type=int, default=None)
-    a = p.parse_args()
-    run(device=a.device, quick=a.quick, out_dir=a.out, seed=a.seed, dataset=a.dataset, n_seen=a.seen,
-        losses=a.losses, epochs=a.epochs)
+    a = p.parse_args(argv)
+    return run(device=a.device, quick=a.quick, out_dir=a.out, seed=a.seed, dataset=a.dataset, n_seen=a.seen,
+               losses=a.losses, epochs=a.epochs)
 
 
 if __name__ == "__main__":

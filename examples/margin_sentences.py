@@ -197,13 +197,15 @@ def run(device="cpu", quick=False, out_dir=None, seed=0, pairs=None, losses=None
     return results
 
 
-def main():
+def main(argv=None):
+    """The command line: parse ``argv`` (default: sys.argv[1:]), run, and return the metrics."""
     p = parser(DESCRIPTION)
     p.add_argument("--pairs", default=None, help="TSV of 's1<TAB>s2<TAB>label' pairs (LCQMC/BQ/PAWS-X style)")
     p.add_argument("--losses", nargs="+", default=None, choices=list(LOSS_ARGS))
     p.add_argument("--epochs", type=int, default=None)
-    a = p.parse_args()
-    run(device=a.device, quick=a.quick, out_dir=a.out, seed=a.seed, pairs=a.pairs, losses=a.losses, epochs=a.epochs)
+    a = p.parse_args(argv)
+    return run(device=a.device, quick=a.quick, out_dir=a.out, seed=a.seed, pairs=a.pairs, losses=a.losses,
+               epochs=a.epochs)
 
 
 if __name__ == "__main__":

@@ -89,9 +89,11 @@ def batches(X, batch_size, rng=None):
 
 
 # ---- training ---------------------------------------------------------------------------------------------------
-def train_cluster_vae(Xtr, K, seed, device, epochs, batch_size=100, lr=1e-3, means_lr=1e-2, log=print, **model_kw):
+def train_cluster_vae(Xtr, K, seed, device, epochs, batch_size=100, lr=1e-3, means_lr=1e-2, log=print,
+                      after_epoch=None, **model_kw):
     """Adam; the class means start at zero and get their own, larger step (``means_lr``) so that they spread
-    apart within a few epochs instead of a few dozen."""
+    apart within a few epochs instead of a few dozen. ``after_epoch(epoch, model, loss, seconds)`` is called after
+    every epoch (the learning curve)."""
     mg.manual_seed(seed)
     model = ClusterVAE(K, in_shape=Xtr.shape[1:], **model_kw).to(device)
     rest = [p for name, p in model.named_parameters() if name != "class_means"]
@@ -110,7 +112,9 @@ def train_cluster_vae(Xtr, K, seed, device, epochs, batch_size=100, lr=1e-3, mea
                 parts[k] += p[k] * len(idx)
             n += len(idx)
         log(f"  epoch {epoch + 1}/{epochs}: loss {tot / n:.2f} (reconstruction {parts['reconstruction'] / n:.2f}, "
-            f"kl {parts['kl'] / n:.2f}) {time.time() - t0:.1f}s")
+            f"kl {parts['kl'] / n:.2f}) {time.time() - t0:.1f}s", flush=True)
+        if after_epoch is not None:
+            after_epoch(epoch + 1, model, tot / n, time.time() - t0)
     return model
 
 
@@ -167,13 +171,25 @@ def run(device="cpu", quick=False, out_dir=None, seed=0, datasets=("mnist", "fas
         for s in range(seed, seed + n_seeds):
             sub = np.random.default_rng(s).permutation(len(Xtr_all))[:n]
             Xtr, ytr = Xtr_all[sub].astype(np.float32), ytr_all[sub]
+            curve = []
+
+            def after_epoch(epoch, model, loss, seconds, curve=curve, used=used, s=s):
+                point = {"epoch": epoch, "loss": loss, "seconds": round(seconds, 1),
+                         **scores(predict(model, Xte, device, 1000, fn=model.predict), yte)}
+                curve.append(point)
+                print(f"    test clusters after epoch {epoch}: acc {point['acc_majority']:.3f} (majority), "
+                      f"{point['acc_hungarian']:.3f} (Hungarian), NMI {point['nmi']:.3f}", flush=True)
+                save_results(out_dir, {**details, "in_progress": {"dataset": used, "seed": s, "curve": curve}},
+                             "progress.json")
+
             t0 = time.time()
             model = train_cluster_vae(Xtr, K, s, device, epochs, lr=lr, means_lr=means_lr, arch=arch,
-                                      latent_dim=latent_dim, hidden=hidden, recon_weight=recon_weight)
+                                      latent_dim=latent_dim, hidden=hidden, recon_weight=recon_weight,
+                                      after_epoch=after_epoch)
             train_s = time.time() - t0
             pred = predict(model, Xte, device, 1000, fn=model.predict)
             train_pred = predict(model, Xtr, device, 1000, fn=model.predict)
-            row = {"seed": s, "train_seconds": round(train_s, 1), "vae": scores(pred, yte),
+            row = {"seed": s, "train_seconds": round(train_s, 1), "vae": scores(pred, yte), "curve": curve,
                    "vae_train_acc_majority": majority_accuracy(train_pred, ytr)}
             t0 = time.time()
             row["kmeans"] = scores(kmeans_baseline(Xtr, Xte, K, s, n_init=1 if quick else 4), yte)
@@ -204,7 +220,8 @@ def run(device="cpu", quick=False, out_dir=None, seed=0, datasets=("mnist", "fas
     return metrics
 
 
-def main():
+def main(argv=None):
+    """The command line: parse ``argv`` (default: sys.argv[1:]), run, and return the metrics."""
     ap = parser(DESCRIPTION)
     ap.add_argument("--datasets", default="mnist,fashion_mnist")
     ap.add_argument("--n-seeds", type=int, default=3)
@@ -213,9 +230,9 @@ def main():
     ap.add_argument("--arch", default="mlp", choices=["mlp", "conv"])
     ap.add_argument("--recon-weight", type=float, default=2.5)
     ap.add_argument("--means-lr", type=float, default=1e-2)
-    a = ap.parse_args()
-    run(a.device, a.quick, a.out, a.seed, datasets=tuple(a.datasets.split(",")), n_seeds=a.n_seeds,
-        n_train=a.n_train, epochs=a.epochs, arch=a.arch, recon_weight=a.recon_weight, means_lr=a.means_lr)
+    a = ap.parse_args(argv)
+    return run(a.device, a.quick, a.out, a.seed, datasets=tuple(a.datasets.split(",")), n_seeds=a.n_seeds,
+               n_train=a.n_train, epochs=a.epochs, arch=a.arch, recon_weight=a.recon_weight, means_lr=a.means_lr)
 
 
 if __name__ == "__main__":

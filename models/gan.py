@@ -360,6 +360,21 @@ class DCGANDiscriminator(nn.Module):
         return self.head(self.features(x))
 
 
+def dcgan_init_(module, std=0.02):
+    """The DCGAN paper's initialisation, in place: convolution and linear weights ~ N(0, std²), BatchNorm scales
+    ~ N(1, std²), every bias 0. Returns ``module``."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(m.weight, 0.0, std)
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            nn.init.normal_(m.weight, 1.0, std)
+        else:
+            continue
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    return module
+
+
 # ---- one training step -----------------------------------------------------------------------------------------
 def train_step(generator, discriminator, opt_g, opt_d, real, kind="non_saturating", r1_gamma=0.0, gp_weight=0.0,
                gp_center=1.0, ema=None):

@@ -48,6 +48,31 @@ def test_a_bad_device_is_a_one_line_usage_error(argv, capsys):
     assert info.value.code == 2 and err[-1].startswith("python -m examples") and "argument --device:" in err[-1]
 
 
+def test_run_hands_the_example_its_own_options(tmp_path, monkeypatch):
+    """``run NAME --option`` reaches the example's command line: the setting shows in results.json, as does the
+    command that reproduces the run."""
+    pytest.importorskip("matplotlib", reason="examples need the 'examples' extra")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    assert main(["run", "gan_ring", "--quick", "--out", str(tmp_path), "--seeds", "1", "--steps", "7"]) == 0
+    results = json.loads((tmp_path / "gan_ring" / "results.json").read_text())
+    assert "--steps 7" in results["meta"]["command"]
+    assert json.dumps(results).count('"steps": 7') >= 1, "the example did not get --steps 7"
+
+
+def test_run_refuses_an_option_its_example_does_not_know(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["run", "gan_dirac", "--quick", "--out", str(tmp_path), "--no-such-option"])
+    assert info.value.code == 2 and "--no-such-option" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_every_example_has_a_main_that_returns_its_metrics(name):
+    import inspect
+    main_fn = getattr(discover()[name], "main", None)
+    assert main_fn is not None and "argv" in inspect.signature(main_fn).parameters
+    assert "return " in inspect.getsource(main_fn)
+
+
 @pytest.mark.parametrize("name", EXAMPLES)
 def test_every_example_passes_its_device_on(name):
     """run(device=...) must put the work on that device: the argument is passed on to calls, not only recorded."""

@@ -35,10 +35,31 @@ def test_a_changed_run_changes_the_docs():
     a = gen_results.generate({"capsule_two_digits": _capsule_run(0.9123)})
     b = gen_results.generate({"capsule_two_digits": _capsule_run(0.4567)})
     assert a != b
-    for path in a:
+    for path in (gen_results.RESULTS_MD, gen_results.README):
         assert "0.912" in a[path] and "0.457" in b[path] and "0.912" not in b[path]
 
 
 def test_missing_markers_are_reported(tmp_path):
     with pytest.raises(ValueError, match="markers"):
         gen_results.render("no markers here", "table", "x")
+
+
+def test_a_stopped_run_is_read_from_its_progress_file_and_says_so(tmp_path):
+    """A run stopped before its end has only the progress.json its example writes after each epoch: its last
+    epoch is reported, marked as stopped, with the curve, on every page that lists it."""
+    import json
+    curve = [{"epoch": e, "loss": 1.0, "seconds": 60, "acc_majority": a, "acc_hungarian": a - 0.01, "nmi": 0.5}
+             for e, a in ((1, 0.5123), (2, 0.7341))]
+    progress = {"config": {"arch": "conv", "epochs": 50}, "in_progress": {"dataset": "mnist", "seed": 0,
+                                                                          "curve": curve},
+                "meta": {"date": "2026-12-02 09:00 UTC", "machine": "test", "command": "python x",
+                         "wall_seconds": 600}}
+    (tmp_path / "vae_cluster-conv").mkdir()
+    (tmp_path / "vae_cluster-conv" / "progress.json").write_text(json.dumps(progress))
+    runs = gen_results.load_runs(tmp_path)
+    assert runs["vae_cluster-conv"]["stopped"] is True
+    pages = gen_results.generate(runs)
+    for path in (gen_results.RESULTS_MD, gen_results.README, gen_results.ROOT / "docs/derivations/vae.md"):
+        assert "0.734" in pages[path] and "progress.json" in pages[path], path.name
+    assert "stopped after 2 of 50 epochs" in pages[gen_results.RESULTS_MD]
+    assert "1: 0.512, 2: 0.734" in pages[gen_results.RESULTS_MD]
