@@ -1,5 +1,7 @@
 """docs/results.md and the README's "Results at a glance" are exactly what docs/gen_results.py makes of the
 committed runs under docs/runs/ (no number typed by hand), and the generator really reads the runs."""
+import json
+
 import pytest
 
 from docs import gen_results
@@ -47,7 +49,6 @@ def test_missing_markers_are_reported(tmp_path):
 def test_a_stopped_run_is_read_from_its_progress_file_and_says_so(tmp_path):
     """A run stopped before its end has only the progress.json its example writes after each epoch: its last
     epoch is reported, marked as stopped, with the curve, on every page that lists it."""
-    import json
     curve = [{"epoch": e, "loss": 1.0, "seconds": 60, "acc_majority": a, "acc_hungarian": a - 0.01, "nmi": 0.5}
              for e, a in ((1, 0.5123), (2, 0.7341))]
     progress = {"config": {"arch": "conv", "epochs": 50}, "in_progress": {"dataset": "mnist", "seed": 0,
@@ -63,3 +64,16 @@ def test_a_stopped_run_is_read_from_its_progress_file_and_says_so(tmp_path):
         assert "0.734" in pages[path] and "progress.json" in pages[path], path.name
     assert "stopped after 2 of 50 epochs" in pages[gen_results.RESULTS_MD]
     assert "1: 0.512, 2: 0.734" in pages[gen_results.RESULTS_MD]
+
+
+def test_learning_curves_are_drawn_from_the_runs(tmp_path):
+    pytest.importorskip("matplotlib")
+    from docs import gen_figures
+    runs, out = tmp_path / "runs", tmp_path / "img"
+    (runs / "gan_dcgan").mkdir(parents=True)
+    out.mkdir()
+    log = [{"epoch": e, "confident_share": c, "fid": 10.0} for e, c in ((1, 0.2), (2, 0.4))]
+    (runs / "gan_dcgan" / "results.json").write_text(json.dumps({"log": log, "meta": {}}))
+    written = gen_figures.learning_curves(runs, out)
+    assert [p.name for p in written] == ["curves-dcgan.svg"]
+    assert "<svg" in written[0].read_text()
