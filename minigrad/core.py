@@ -692,6 +692,12 @@ def queue_callback(fn):
     _Config.callbacks.append(fn)
 
 
+def running_backward():
+    """A token of the backward with gradient hooks that is running (the same object until it ends; None outside
+    one): a hook compares it with the last one it saw to know its first call in a new backward."""
+    return _Config.callbacks
+
+
 def _hooked_leaves(roots):
     """The leaves with hooks that this backward reaches, each with the heap key of the last op to read it:
     once the sweep pops a later key, that leaf's gradient is complete. Sorted so the next ready one is last."""

@@ -12,7 +12,7 @@ import time
 from weakref import ref as _weakref
 
 from minigrad import distributed
-from minigrad.core import Function, Tensor, _Config, no_grad, queue_callback
+from minigrad.core import Function, Tensor, no_grad, queue_callback, running_backward
 from minigrad.nn.module import Module
 
 
@@ -152,11 +152,11 @@ class DistributedDataParallel(Module):
         self = me()
         if self is None or not self.require_sync or self._group.size == 1:
             return
-        if self._active is not _Config.callbacks:  # first gradient of this backward: fresh buffers, wait at end
+        if self._active is not running_backward():  # first gradient of this backward: fresh buffers, wait at end
             for b in self._buckets:
                 b.buffer, b.filled, b.request = None, set(), None
             object.__setattr__(self, "_next", 0)
-            object.__setattr__(self, "_active", _Config.callbacks)
+            object.__setattr__(self, "_active", running_backward())
             queue_callback(self._finish)
             for q in self._unused:  # found unused by the last forward: ready now, with zeros
                 self._fill(q, None)

@@ -63,6 +63,18 @@ def test_hooks_see_accumulated_grad_and_callbacks_run_at_the_end_and_remove_work
     assert not core._grad_hooks
 
 
+def test_running_backward_is_one_token_per_backward_and_none_outside():
+    seen = []
+    w = mg.tensor([1.0], requires_grad=True)
+    h = w.register_post_accumulate_grad_hook(lambda t: seen.append(core.running_backward()))
+    a, b = w * 2.0, w * 3.0
+    (a + b).sum().backward()
+    (w * 2.0).sum().backward()
+    h.remove()
+    assert core.running_backward() is None
+    assert len(seen) == 2 and seen[0] is not None and seen[1] is not None and seen[0] is not seen[1]
+
+
 def test_grad_does_not_fire_hooks_and_queue_callback_outside_backward_raises():
     fired = []
     w = mg.tensor([1.0], requires_grad=True)
