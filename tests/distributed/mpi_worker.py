@@ -1,17 +1,13 @@
 """Jobs that the distributed tests start with ``mpiexec -n N python mpi_worker.py MODE ...`` (and the
 single-process reference they are compared with, imported by the tests)."""
 import argparse
-import os
-import sys
 import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
-
-import minigrad as mg  # noqa: E402
-from minigrad import distributed as dist, nn  # noqa: E402
-from minigrad.data import DataLoader, DistributedSampler  # noqa: E402
+import minigrad as mg
+from minigrad import distributed as dist, nn
+from minigrad.data import DataLoader, DistributedSampler
 
 N_SAMPLES, GLOBAL_BATCH, FEATURES, CLASSES = 48, 12, 6, 3
 

@@ -46,11 +46,13 @@ needs_mpi = pytest.mark.skipif(not (_has_mpi4py() and _mpiexec()),
 def run_job(n, *args, timeout=120, module=None):
     """``mpiexec -n n python mpi_worker.py args`` (or ``python -m module args``) with one BLAS thread per rank.
     Never waits past ``timeout``: the job runs in its own session, and the whole session is killed then."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    root = str(Path(__file__).resolve().parents[2])  # the worker imports this checkout's minigrad
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
     target = ["-m", module] if module else [str(WORKER)]
     cmd = [_mpiexec(), "-n", str(n), sys.executable, *target, *map(str, args)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            cwd=Path(__file__).resolve().parents[2], start_new_session=True)
+                            cwd=root, start_new_session=True)
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
