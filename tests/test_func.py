@@ -194,6 +194,28 @@ def test_fused_ops_refuse_what_their_raw_array_rules_cannot_do():
         hessian(lambda t: squash(t).sum())(x)
 
 
+def test_alias_and_raw_tangent_by_name():
+    """Alias: the identity as a graph node, in both modes. RawTangent: a raw-array tangent that refuses to be
+    differentiated, by either mode, naming the op."""
+    from minigrad.forward_ad import Alias, RawTangent, dual_level, make_dual, unpack_dual
+    x = mg.tensor(np.array([1.0, -2.0]), requires_grad=True)
+    y = Alias()(x)
+    assert y is not x and np.array_equal(y.numpy(), x.numpy())
+    assert mg.gradcheck(lambda t: Alias()(t) * t, [x])
+    (y * 3.0).sum().backward()
+    assert x.grad.tolist() == [3.0, 3.0]
+    with dual_level() as k:
+        assert unpack_dual(Alias()(make_dual(x, mg.tensor([0.5, 2.0]), k)), k).tolist() == [0.5, 2.0]
+    r = RawTangent(np.array([7.0, 8.0]), "SomeOp")(x)
+    assert r.tolist() == [7.0, 8.0]
+    with pytest.raises(RuntimeError, match="SomeOp.jvp works on raw arrays: reverse mode"):
+        r.sum().backward()
+    with dual_level() as k:
+        d = make_dual(x, mg.tensor([1.0, 1.0]), k)
+        with pytest.raises(RuntimeError, match="SomeOp.jvp works on raw arrays: an outer forward level"):
+            RawTangent(np.array([7.0, 8.0]), "SomeOp")(d)
+
+
 # ---- against torch.func ----------------------------------------------------------------------------------------
 N, D = 3, 4
 TARGET = np.array([1, 3, 0])

@@ -6,7 +6,7 @@ import time
 import numpy as np
 
 import minigrad as mg
-from minigrad import distributed as dist, nn
+from minigrad import distributed as dist, forward_ad as fwad, nn
 from minigrad.data import DataLoader, DistributedSampler
 
 N_SAMPLES, GLOBAL_BATCH, FEATURES, CLASSES = 48, 12, 6, 3
@@ -160,6 +160,16 @@ def collectives(a):
         dist.all_reduce(t)
         assert np.array_equal(t.numpy(), np.arange(12, dtype=np.float32).reshape(3, 4)[:, ::2]
                               * sum(range(1, world + 1)))
+    total = world * (world + 1) / 2                          # Σ_r (r + 1)
+    x = mg.tensor(np.full(3, rank + 1.0), requires_grad=True, device=device)
+    y = dist.all_reduce_sum(x)
+    assert np.allclose(y.numpy(), total), y
+    (y * (rank + 1.0)).sum().backward()                      # rank r's share of the loss weights the sum by r + 1
+    assert np.allclose(x.grad.numpy(), total), x.grad        # so every input's gradient is Σ_r (r + 1)
+    with fwad.dual_level() as k:
+        d = fwad.make_dual(mg.zeros(2, device=device), mg.full((2,), 2.0 ** rank, device=device), k)
+        tangent = fwad.unpack_dual(dist.all_reduce_sum(d), k)
+    assert np.allclose(tangent.numpy(), 2.0 ** world - 1), tangent   # the tangents add up like the values
     dist.barrier()
     print(f"rank {rank} of {world} ({dist.get_backend()}): collectives ok", flush=True)
     dist.destroy_process_group()
