@@ -9,8 +9,12 @@ To stay within a few minutes per dataset and seed on a CPU: an MLP encoder/decod
 is the seed's convolutional model: 2.9 CPU-minutes per epoch of 60k images on one core against PyTorch's 1.5,
 benchmarks/vae.md, so its 50 epochs take hours), 30 epochs (the recipe trains 50), and ``n_train`` (default: the
 whole 50k training split) to subsample further; the settings are printed and saved with the results.
+A full run scores the test split after every epoch (``progress.json``) and keeps a checkpoint per data set and
+seed in its output folder: the same command started again resumes where a stopped run ended.
 """
+import json
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -90,16 +94,35 @@ def batches(X, batch_size, rng=None):
 
 # ---- training ---------------------------------------------------------------------------------------------------
 def train_cluster_vae(Xtr, K, seed, device, epochs, batch_size=100, lr=1e-3, means_lr=1e-2, log=print,
-                      after_epoch=None, **model_kw):
+                      after_epoch=None, checkpoint=None, curve=None, **model_kw):
     """Adam; the class means start at zero and get their own, larger step (``means_lr``) so that they spread
     apart within a few epochs instead of a few dozen. ``after_epoch(epoch, model, loss, seconds)`` is called after
-    every epoch (the learning curve)."""
+    every epoch (the learning curve, kept in the list ``curve``).
+
+    ``checkpoint``: a file written after every epoch (model, optimizer, random generators, ``curve``); when it
+    exists, training resumes after its epoch, so a run of hours survives being stopped. Its settings must match."""
     mg.manual_seed(seed)
     model = ClusterVAE(K, in_shape=Xtr.shape[1:], **model_kw).to(device)
     rest = [p for name, p in model.named_parameters() if name != "class_means"]
     opt = optim.Adam([{"params": rest}, {"params": [model.class_means], "lr": means_lr}], lr=lr)
     rng = np.random.default_rng(seed)
-    for epoch in range(epochs):
+    curve = [] if curve is None else curve
+    settings = json.dumps({"K": K, "seed": seed, "n": len(Xtr), "batch_size": batch_size, "lr": lr,
+                           "means_lr": means_lr, **model_kw}, sort_keys=True, default=str)
+    start = 0
+    if checkpoint is not None and Path(checkpoint).exists():
+        state = mg.load(checkpoint, device=device)
+        if state["settings"] != settings:
+            raise ValueError(f"train_cluster_vae: checkpoint {checkpoint} was written with the settings "
+                             f"{state['settings']}, this run has {settings}; delete it or choose another --out")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        rng.bit_generator.state = json.loads(state["shuffle_rng"])
+        if state["noise_rng"] and mg.backend.parse_device(device) == "cpu":   # the reparameterisation noise
+            mg.backend.generator("cpu").bit_generator.state = json.loads(state["noise_rng"])
+        start, curve[:] = int(state["epoch"]), list(state["curve"])
+        log(f"  resumed from {checkpoint} after epoch {start}", flush=True)
+    for epoch in range(start, epochs):
         t0, tot, parts, n = time.time(), 0.0, {"reconstruction": 0.0, "kl": 0.0}, 0
         for idx in batches(Xtr, batch_size, rng):
             x = mg.tensor(Xtr[idx], device=device)
@@ -115,6 +138,12 @@ def train_cluster_vae(Xtr, K, seed, device, epochs, batch_size=100, lr=1e-3, mea
             f"kl {parts['kl'] / n:.2f}) {time.time() - t0:.1f}s", flush=True)
         if after_epoch is not None:
             after_epoch(epoch + 1, model, tot / n, time.time() - t0)
+        if checkpoint is not None:
+            noise = (json.dumps(mg.backend.generator("cpu").bit_generator.state)
+                     if mg.backend.parse_device(device) == "cpu" else "")
+            mg.save({"settings": settings, "epoch": epoch + 1, "model": model.state_dict(),
+                     "optimizer": opt.state_dict(), "shuffle_rng": json.dumps(rng.bit_generator.state),
+                     "noise_rng": noise, "curve": curve}, checkpoint)
     return model
 
 
@@ -183,13 +212,15 @@ def run(device="cpu", quick=False, out_dir=None, seed=0, datasets=("mnist", "fas
                              "progress.json")
 
             t0 = time.time()
+            ckpt = None if quick else out_dir / f"checkpoint-{used}-seed{s}.mg"
             model = train_cluster_vae(Xtr, K, s, device, epochs, lr=lr, means_lr=means_lr, arch=arch,
                                       latent_dim=latent_dim, hidden=hidden, recon_weight=recon_weight,
-                                      after_epoch=after_epoch)
+                                      after_epoch=after_epoch, checkpoint=ckpt, curve=curve)
             train_s = time.time() - t0
             pred = predict(model, Xte, device, 1000, fn=model.predict)
             train_pred = predict(model, Xtr, device, 1000, fn=model.predict)
             row = {"seed": s, "train_seconds": round(train_s, 1), "vae": scores(pred, yte), "curve": curve,
+                   "train_seconds_all_epochs": round(sum(p["seconds"] for p in curve), 1),
                    "vae_train_acc_majority": majority_accuracy(train_pred, ytr)}
             t0 = time.time()
             row["kmeans"] = scores(kmeans_baseline(Xtr, Xte, K, s, n_init=1 if quick else 4), yte)

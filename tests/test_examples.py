@@ -2,6 +2,7 @@
 import json
 import os
 
+import numpy as np
 import pytest
 
 from minigrad.testing import DOWNLOAD_FAILED
@@ -99,3 +100,26 @@ def test_demo_table_and_readme_block(tmp_path):
     update_readme(table, readme)
     text = readme.read_text()
     assert "old" not in text and table in text and text.startswith("x\n") and text.endswith("y\n")
+
+
+def test_a_stopped_cluster_vae_resumes_from_its_checkpoint_exactly(tmp_path):
+    """Two epochs in one go, or one epoch, a stop, and the same call again: the same weights (up to float32
+    rounding: a reloaded weight may sit in another memory order, which changes the BLAS summation order) and
+    the whole curve."""
+    import minigrad as mg
+    from examples.vae_cluster import train_cluster_vae
+    X = np.random.default_rng(0).random((60, 1, 8, 8)).astype(np.float32)
+    kw = dict(batch_size=20, latent_dim=3, hidden=8)
+    straight, c1 = train_cluster_vae(X, 3, 0, "cpu", 2, log=lambda *a, **k: None, curve=[], **kw), []
+    ckpt = tmp_path / "ckpt.mg"
+    record = lambda curve: (lambda epoch, model, loss, s: curve.append({"epoch": epoch, "loss": loss}))
+    train_cluster_vae(X, 3, 0, "cpu", 1, log=lambda *a, **k: None, checkpoint=ckpt, curve=c1,
+                      after_epoch=record(c1), **kw)
+    c2 = []
+    resumed = train_cluster_vae(X, 3, 0, "cpu", 2, log=lambda *a, **k: None, checkpoint=ckpt, curve=c2,
+                                after_epoch=record(c2), **kw)
+    assert [p["epoch"] for p in c2] == [1, 2]
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        np.testing.assert_allclose(mg.tensor(a).numpy(), mg.tensor(b).numpy(), rtol=1e-5, atol=1e-7, err_msg=name)
+    with pytest.raises(ValueError, match="written with the settings"):
+        train_cluster_vae(X, 4, 0, "cpu", 2, log=lambda *a, **k: None, checkpoint=ckpt, **kw)
