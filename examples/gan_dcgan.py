@@ -12,8 +12,11 @@ How recognisable are the digits? A small MLP classifier (trained here on the MNI
 printed) labels 1000 generated digits: we report how many it labels with confidence > 0.9, how the labels spread
 over the 10 classes, and the FID in its hidden features (generated vs real test digits, and real vs other real
 digits as the floor). The scores are taken after every epoch too (``log``), so a run shows its learning curve.
-Without MNIST installed the 8×8 digits are used instead, with a notice.
+A full run keeps a checkpoint in its output folder after every epoch: the same command started again resumes
+after the last finished epoch (with a larger ``--epochs``, it trains on). Without MNIST installed the 8×8 digits
+are used instead, with a notice.
 """
+import json
 import time
 
 import numpy as np
@@ -152,8 +155,24 @@ def run(device="cpu", quick=False, out_dir=None, seed=0, n_train=None, epochs=No
         G.train()
         return averaged, live, grid
 
-    t0, log, train_seconds = time.perf_counter(), [], 0.0
-    for epoch in range(epochs):
+    t0, log, train_seconds, start_epoch = time.perf_counter(), [], 0.0, 0
+    ckpt = None if quick else out_dir / "checkpoint.mg"   # written after every epoch: a stopped run resumes
+    settings = json.dumps({"dataset": dataset, "n_train": n_train, "batch": batch, "channels": channels,
+                           "latent_dim": latent_dim, "lr": lr, "ema_decay": ema_decay, "seed": seed}, sort_keys=True)
+    cpu = mg.backend.parse_device(device) == "cpu"     # the host generator's state is saved; a GPU's is not
+    if ckpt is not None and ckpt.exists():
+        state = mg.load(ckpt, device=device)
+        if state["settings"] != settings:
+            raise ValueError(f"gan_dcgan: checkpoint {ckpt} was written with the settings {state['settings']}, this "
+                             f"run has {settings}; delete it or choose another --out")
+        for obj, key in ((G, "G"), (D, "D"), (opt_g, "opt_g"), (opt_d, "opt_d"), (ema, "ema")):
+            obj.load_state_dict(state[key])
+        loader.rng.bit_generator.state = json.loads(state["loader_rng"])
+        if cpu and state["noise_rng"]:
+            mg.backend.generator("cpu").bit_generator.state = json.loads(state["noise_rng"])
+        log, train_seconds, start_epoch = list(state["log"]), float(state["train_seconds"]), int(state["epoch"])
+        print(f"[{NAME}] resumed from {ckpt} after epoch {start_epoch}", flush=True)
+    for epoch in range(start_epoch, epochs):
         sums, n, t_epoch = {"loss_d": 0.0, "loss_g": 0.0}, 0, time.perf_counter()
         for (xb,) in loader:
             out = train_step(G, D, opt_g, opt_d, xb, "non_saturating", ema=ema)
@@ -174,6 +193,12 @@ def run(device="cpu", quick=False, out_dir=None, seed=0, n_train=None, epochs=No
               f"{point['fid']:.2f} (live {point['fid_live_weights']:.2f}) ({time.perf_counter() - t0:.0f} s)",
               flush=True)
         save_results(out_dir, {"progress": log, "epochs": epochs}, "progress.json")
+        if ckpt is not None:
+            mg.save({"settings": settings, "epoch": epoch + 1, "G": G.state_dict(), "D": D.state_dict(),
+                     "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "ema": ema.state_dict(),
+                     "loader_rng": json.dumps(loader.rng.bit_generator.state),
+                     "noise_rng": json.dumps(mg.backend.generator("cpu").bit_generator.state) if cpu else "",
+                     "log": log, "train_seconds": train_seconds}, ckpt)
 
     averaged, live, grid = samples()
     scores, live_scores = score_samples(clf, averaged, f_real), score_samples(clf, live, f_real)

@@ -123,3 +123,23 @@ def test_a_stopped_cluster_vae_resumes_from_its_checkpoint_exactly(tmp_path):
         np.testing.assert_allclose(mg.tensor(a).numpy(), mg.tensor(b).numpy(), rtol=1e-5, atol=1e-7, err_msg=name)
     with pytest.raises(ValueError, match="written with the settings"):
         train_cluster_vae(X, 4, 0, "cpu", 2, log=lambda *a, **k: None, checkpoint=ckpt, **kw)
+
+
+def test_a_stopped_dcgan_resumes_from_its_checkpoint_and_trains_on(tmp_path, monkeypatch):
+    """Two epochs in one go, or one epoch, then the same command with --epochs 2: the same losses per epoch."""
+    pytest.importorskip("matplotlib", reason="examples need the 'examples' extra")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    from examples import gan_dcgan
+    judge = gan_dcgan.train_classifier   # a judge trained on 500 digits is enough here
+    monkeypatch.setattr(gan_dcgan, "train_classifier", lambda X, y, Xte, yte, seed, epochs=2:
+                        judge(X[:500], y[:500], Xte, yte, seed, epochs=1))
+    kw = dict(n_train=128, batch=64, channels=4, latent_dim=8)
+    straight = gan_dcgan.run(out_dir=tmp_path / "a", epochs=2, **kw)
+    gan_dcgan.run(out_dir=tmp_path / "b", epochs=1, **kw)
+    assert (tmp_path / "b" / "checkpoint.mg").exists()
+    resumed = gan_dcgan.run(out_dir=tmp_path / "b", epochs=2, **kw)
+    assert [p["epoch"] for p in resumed["log"]] == [1, 2]
+    for a, b in zip(straight["log"], resumed["log"]):
+        np.testing.assert_allclose([a["loss_d"], a["loss_g"]], [b["loss_d"], b["loss_g"]], rtol=1e-4)
+    with pytest.raises(ValueError, match="written with the settings"):
+        gan_dcgan.run(out_dir=tmp_path / "b", epochs=3, **{**kw, "channels": 8})
