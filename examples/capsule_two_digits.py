@@ -14,11 +14,15 @@ of the first version (its ReLU features start large and alike, which saturates t
 ``--w-scale`` changes the capsule weights' initial scale.
 
 Defaults are the seed's protocol (hours on a CPU); ``--n-train``, ``--epochs``, ``--channels`` and ``--seeds``
-scale it down, and every setting is saved with the results. Without MNIST the 8×8 digits are used instead.
+scale it down, and every setting is saved with the results. A full run keeps a checkpoint per head and seed in its
+output folder after every epoch: the same command started again resumes a stopped run. Without MNIST the 8×8
+digits are used instead.
 Results and their reading: docs/derivations/capsule.md, section 5.
 """
 import copy
+import json
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -119,16 +123,31 @@ def make(head, channels, small, w_scale=1.0, kind="seed"):
 
 
 # ---- training and scoring ---------------------------------------------------------------------------------------
-def train(model, X, y, epochs, batch_size, lr, seed, device, lam, log, after_epoch=None, distributed=False):
+def train(model, X, y, epochs, batch_size, lr, seed, device, lam, log, after_epoch=None, distributed=False,
+          checkpoint=None, settings="", curve=None):
     """Adam on the margin loss; ``after_epoch(epoch, mean loss, seconds)`` is called after every epoch (in eval
     mode; training mode is restored afterwards). ``distributed``: every rank draws the same batches and trains on
-    its share (rank r takes every N-th sample) while DistributedDataParallel averages the gradients."""
+    its share (rank r takes every N-th sample) while DistributedDataParallel averages the gradients.
+    ``checkpoint``: a file written after every epoch (model, optimizer, shuffling generator and the list
+    ``curve``); when it exists with the same ``settings``, training resumes after its epoch."""
     world, rank = (mg.distributed.get_world_size(), mg.distributed.get_rank()) if distributed else (1, 0)
     net = nn.parallel.DistributedDataParallel(model) if distributed else model
     opt = optim.Adam(net.parameters(), lr=lr)
     rng = np.random.default_rng(seed)
+    curve = [] if curve is None else curve
+    start = 0
+    if checkpoint is not None and Path(checkpoint).exists():
+        state = mg.load(checkpoint, device=device)
+        if state["settings"] != settings:
+            raise ValueError(f"{NAME}: checkpoint {checkpoint} was written with the settings {state['settings']}, "
+                             f"this run has {settings}; delete it or choose another --out")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        rng.bit_generator.state = json.loads(state["shuffle_rng"])
+        start, curve[:] = int(state["epoch"]), list(state["curve"])
+        log(f"    resumed from {checkpoint} after epoch {start}")
     model.train()
-    for epoch in range(epochs):
+    for epoch in range(start, epochs):
         t0, tot, n = time.time(), 0.0, 0
         for idx in np.array_split(rng.permutation(len(X)), max(1, len(X) // batch_size)):
             idx = idx[rank::world] if len(idx) >= world else idx
@@ -143,6 +162,10 @@ def train(model, X, y, epochs, batch_size, lr, seed, device, lam, log, after_epo
             model.eval()
             after_epoch(epoch + 1, tot / n, time.time() - t0)
             model.train()
+        if checkpoint is not None:
+            mg.save({"settings": settings, "epoch": epoch + 1, "model": model.state_dict(),
+                     "optimizer": opt.state_dict(), "shuffle_rng": json.dumps(rng.bit_generator.state),
+                     "curve": curve}, checkpoint)
     model.eval()
 
 
@@ -280,8 +303,12 @@ def run(device="cpu", quick=False, out_dir=None, seed=0, n_seeds=1, n_train=None
                 save_results(out_dir, {"config": config, "finished": runs, "in_progress": row}, "progress.json")
 
             t0 = time.time()
+            ckpt = None if quick or distributed else out_dir / f"checkpoint-{head}-seed{s}.mg"
+            settings = json.dumps({k: config[k] for k in ("dataset", "n_train", "batch_size", "lr", "channels",
+                                                          "trunk", "lam", "w_scale")} | {"head": head, "seed": s},
+                                  sort_keys=True)
             train(model, Xtr, ytr, pooling_epochs if head == "pooling" else epochs, batch_size, lr, s, device, lam,
-                  lambda m: print(m, flush=True), after_epoch, distributed)
+                  lambda m: print(m, flush=True), after_epoch, distributed, ckpt, settings, row["curve"])
             S1 = predict(model, Xte, device)
             row.update({"train_seconds": round(time.time() - t0, 1),
                         "single_acc": float((S1.argmax(1) == yte).mean()),

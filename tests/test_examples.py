@@ -143,3 +143,28 @@ def test_a_stopped_dcgan_resumes_from_its_checkpoint_and_trains_on(tmp_path, mon
         np.testing.assert_allclose([a["loss_d"], a["loss_g"]], [b["loss_d"], b["loss_g"]], rtol=1e-4)
     with pytest.raises(ValueError, match="written with the settings"):
         gan_dcgan.run(out_dir=tmp_path / "b", epochs=3, **{**kw, "channels": 8})
+
+
+def test_a_stopped_capsule_head_resumes_from_its_checkpoint(tmp_path):
+    import minigrad as mg
+    from examples import capsule_two_digits as cap
+    rng = np.random.default_rng(0)
+    X, y = rng.random((40, 1, 8, 8)).astype(np.float32), rng.integers(0, 10, 40)
+    quiet = lambda *a, **k: None
+
+    def model():
+        mg.manual_seed(0)
+        return cap.make("capsule-kmeans", (2, 4), True)
+    a = model()
+    cap.train(a, X, y, 2, 20, 1e-3, 0, "cpu", 0.25, quiet)
+    ckpt, curve = tmp_path / "c.mg", []
+    after = lambda epoch, loss, s: curve.append({"epoch": epoch})
+    cap.train(model(), X, y, 1, 20, 1e-3, 0, "cpu", 0.25, quiet, after, checkpoint=ckpt, settings="s", curve=curve)
+    b, curve2 = model(), []
+    cap.train(b, X, y, 2, 20, 1e-3, 0, "cpu", 0.25, quiet, lambda e, l, s: curve2.append({"epoch": e}),
+              checkpoint=ckpt, settings="s", curve=curve2)
+    assert [p["epoch"] for p in curve2] == [1, 2]
+    for (name, u), v in zip(a.state_dict().items(), b.state_dict().values()):
+        np.testing.assert_allclose(mg.tensor(u).numpy(), mg.tensor(v).numpy(), rtol=1e-5, atol=1e-7, err_msg=name)
+    with pytest.raises(ValueError, match="written with the settings"):
+        cap.train(model(), X, y, 3, 20, 1e-3, 0, "cpu", 0.25, quiet, checkpoint=ckpt, settings="other")
