@@ -247,6 +247,7 @@ def runs_of(example):
 
 SECTIONS = {RESULTS_MD: {"table": results_table, "capsule": capsule_detail}, README: {"glance": glance},
             ROOT / "docs" / "derivations" / "gan.md": {"dcgan": runs_of("gan_dcgan")},
+            ROOT / "docs" / "derivations" / "capsule.md": {"capsule-runs": runs_of("capsule_two_digits")},
             ROOT / "docs" / "derivations" / "vae.md": {"vae": runs_of("vae_cluster")}}
 
 
