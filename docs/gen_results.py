@@ -135,8 +135,9 @@ def vae_rows(run_id, res):
 
 def dcgan_rows(run_id, res):
     share = res["confident_share"]
-    rows = [("generated digits classified with confidence > 0.9", f"{100 * share:.1f} % (real test digits: "
-             f"{100 * res['real_confident_share']:.1f} %)")]
+    setup = f"c = {res['channels']}, latent {res['latent_dim']}, batch {res['batch']}, {res['epochs']} epochs"
+    rows = [(f"generated digits classified with confidence > 0.9 ({setup})",
+             f"{100 * share:.1f} % (real test digits: {100 * res['real_confident_share']:.1f} %)")]
     glance = f"DCGAN ({res['n_train']:,} images, {res['epochs']} epochs): {100 * share:.1f} % of generated digits " \
              f"classified with confidence > 0.9 (real test digits {100 * res['real_confident_share']:.1f} %)"
     if res.get("fid") is not None and res.get("fid_real") is not None:
