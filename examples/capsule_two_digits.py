@@ -22,7 +22,6 @@ Results and their reading: docs/derivations/capsule.md, section 5.
 import copy
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -31,7 +30,7 @@ from minigrad import data, nn, optim
 from minigrad.models.capsule import (VARIANTS, Capsule, capsule_lengths, capsule_margin_loss, dynamic_routing,
                                      soft_kmeans_objective)
 from examples.common import (distributed_setup, load_or_digits, mean_std, output_dir, parser, predict,
-                             save_results)
+                             resume_checkpoint, save_checkpoint, save_results)
 
 NAME = "capsule_two_digits"
 DESCRIPTION = "Capsule vs pooling head: trained on single MNIST digits, tested on two digits side by side"
@@ -135,16 +134,10 @@ def train(model, X, y, epochs, batch_size, lr, seed, device, lam, log, after_epo
     opt = optim.Adam(net.parameters(), lr=lr)
     rng = np.random.default_rng(seed)
     curve = [] if curve is None else curve
-    start = 0
-    if checkpoint is not None and Path(checkpoint).exists():
-        state = mg.load(checkpoint, device=device)
-        if state["settings"] != settings:
-            raise ValueError(f"{NAME}: checkpoint {checkpoint} was written with the settings {state['settings']}, "
-                             f"this run has {settings}; delete it or choose another --out")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        rng.bit_generator.state = json.loads(state["shuffle_rng"])
-        start, curve[:] = int(state["epoch"]), list(state["curve"])
+    objects, generators = {"model": model, "optimizer": opt}, {"shuffle": rng}
+    start, extra = resume_checkpoint(checkpoint, settings, device, objects, generators, NAME)
+    if extra is not None:
+        curve[:] = list(extra["curve"])
         log(f"    resumed from {checkpoint} after epoch {start}")
     model.train()
     for epoch in range(start, epochs):
@@ -163,9 +156,7 @@ def train(model, X, y, epochs, batch_size, lr, seed, device, lam, log, after_epo
             after_epoch(epoch + 1, tot / n, time.time() - t0)
             model.train()
         if checkpoint is not None:
-            mg.save({"settings": settings, "epoch": epoch + 1, "model": model.state_dict(),
-                     "optimizer": opt.state_dict(), "shuffle_rng": json.dumps(rng.bit_generator.state),
-                     "curve": curve}, checkpoint)
+            save_checkpoint(checkpoint, settings, epoch + 1, objects, generators, curve=curve)
     model.eval()
 
 

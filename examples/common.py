@@ -116,6 +116,40 @@ def save_results(out_dir, metrics, name="results.json"):
         (Path(out_dir) / name).write_text(json.dumps(metrics, indent=2, default=float))
 
 
+def checkpoint_generators(device, **generators):
+    """The random generators a checkpoint keeps: ``generators`` (name → numpy Generator), plus minigrad's host
+    generator as "noise" when the run is on the CPU (a GPU generator's state is not saved)."""
+    if mg.backend.parse_device(device) == "cpu":
+        generators["noise"] = mg.backend.generator("cpu")
+    return generators
+
+
+def save_checkpoint(path, settings, epoch, objects, generators, **extra):
+    """Write a training checkpoint to ``path``: ``settings`` (a string the resuming run must match), ``epoch``,
+    the state_dict of each of ``objects`` (name → model, optimizer, EMA), each generator's state and ``extra``."""
+    mg.save({"settings": settings, "epoch": epoch, "objects": {k: o.state_dict() for k, o in objects.items()},
+             "generators": {k: json.dumps(g.bit_generator.state) for k, g in generators.items()}, "extra": extra},
+            path)
+
+
+def resume_checkpoint(path, settings, device, objects, generators, who):
+    """Restore a checkpoint written by ``save_checkpoint`` into ``objects`` and ``generators``; returns (epoch,
+    extra), or (0, None) when ``path`` is None or missing. A checkpoint of other settings is an error (``who``
+    names the caller)."""
+    if path is None or not Path(path).exists():
+        return 0, None
+    state = mg.load(path, device=device)
+    if state["settings"] != settings:
+        raise ValueError(f"{who}: checkpoint {path} was written with the settings {state['settings']}, this run "
+                         f"has {settings}; delete it or choose another --out")
+    for k, o in objects.items():
+        o.load_state_dict(state["objects"][k])
+    for k, g in generators.items():
+        if k in state["generators"]:
+            g.bit_generator.state = json.loads(state["generators"][k])
+    return int(state["epoch"]), state["extra"]
+
+
 def pyplot():
     """matplotlib.pyplot drawing into files only (the Agg backend); imported when an example first draws."""
     import matplotlib

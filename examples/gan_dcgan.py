@@ -24,7 +24,8 @@ import numpy as np
 import minigrad as mg
 from minigrad import nn, optim
 from minigrad.models.gan import DCGANDiscriminator, DCGANGenerator, dcgan_init_, train_step
-from examples.common import load_or_digits, output_dir, parser, pyplot, save_figure, save_results
+from examples.common import (checkpoint_generators, load_or_digits, output_dir, parser, pyplot, resume_checkpoint,
+                             save_checkpoint, save_figure, save_results)
 
 NAME = "gan_dcgan"
 DESCRIPTION = "DCGAN on MNIST (digits as fallback): a grid of generated digits, scored by a small classifier"
@@ -155,22 +156,15 @@ def run(device="cpu", quick=False, out_dir=None, seed=0, n_train=None, epochs=No
         G.train()
         return averaged, live, grid
 
-    t0, log, train_seconds, start_epoch = time.perf_counter(), [], 0.0, 0
+    t0, log, train_seconds = time.perf_counter(), [], 0.0
     ckpt = None if quick else out_dir / "checkpoint.mg"   # written after every epoch: a stopped run resumes
     settings = json.dumps({"dataset": dataset, "n_train": n_train, "batch": batch, "channels": channels,
                            "latent_dim": latent_dim, "lr": lr, "ema_decay": ema_decay, "seed": seed}, sort_keys=True)
-    cpu = mg.backend.parse_device(device) == "cpu"     # the host generator's state is saved; a GPU's is not
-    if ckpt is not None and ckpt.exists():
-        state = mg.load(ckpt, device=device)
-        if state["settings"] != settings:
-            raise ValueError(f"gan_dcgan: checkpoint {ckpt} was written with the settings {state['settings']}, this "
-                             f"run has {settings}; delete it or choose another --out")
-        for obj, key in ((G, "G"), (D, "D"), (opt_g, "opt_g"), (opt_d, "opt_d"), (ema, "ema")):
-            obj.load_state_dict(state[key])
-        loader.rng.bit_generator.state = json.loads(state["loader_rng"])
-        if cpu and state["noise_rng"]:
-            mg.backend.generator("cpu").bit_generator.state = json.loads(state["noise_rng"])
-        log, train_seconds, start_epoch = list(state["log"]), float(state["train_seconds"]), int(state["epoch"])
+    objects = {"G": G, "D": D, "opt_g": opt_g, "opt_d": opt_d, "ema": ema}
+    generators = checkpoint_generators(device, loader=loader.rng)
+    start_epoch, extra = resume_checkpoint(ckpt, settings, device, objects, generators, NAME)
+    if extra is not None:
+        log, train_seconds = list(extra["log"]), float(extra["train_seconds"])
         print(f"[{NAME}] resumed from {ckpt} after epoch {start_epoch}", flush=True)
     for epoch in range(start_epoch, epochs):
         sums, n, t_epoch = {"loss_d": 0.0, "loss_g": 0.0}, 0, time.perf_counter()
@@ -194,11 +188,7 @@ def run(device="cpu", quick=False, out_dir=None, seed=0, n_train=None, epochs=No
               flush=True)
         save_results(out_dir, {"progress": log, "epochs": epochs}, "progress.json")
         if ckpt is not None:
-            mg.save({"settings": settings, "epoch": epoch + 1, "G": G.state_dict(), "D": D.state_dict(),
-                     "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "ema": ema.state_dict(),
-                     "loader_rng": json.dumps(loader.rng.bit_generator.state),
-                     "noise_rng": json.dumps(mg.backend.generator("cpu").bit_generator.state) if cpu else "",
-                     "log": log, "train_seconds": train_seconds}, ckpt)
+            save_checkpoint(ckpt, settings, epoch + 1, objects, generators, log=log, train_seconds=train_seconds)
 
     averaged, live, grid = samples()
     scores, live_scores = score_samples(clf, averaged, f_real), score_samples(clf, live, f_real)

@@ -14,15 +14,14 @@ seed in its output folder: the same command started again resumes where a stoppe
 """
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 
 import minigrad as mg
 from minigrad import optim
 from minigrad.models.vae import ClusterVAE
-from examples.common import (load_or_digits as load, mean_std, output_dir, parser, predict, pyplot, save_figure,
-                             save_results)
+from examples.common import (checkpoint_generators, load_or_digits as load, mean_std, output_dir, parser, predict,
+                             pyplot, resume_checkpoint, save_checkpoint, save_figure, save_results)
 
 NAME = "vae_cluster"
 DESCRIPTION = "ClusterVAE: one-step clustering on MNIST / Fashion-MNIST vs k-means (accuracy, Hungarian, NMI)"
@@ -109,18 +108,10 @@ def train_cluster_vae(Xtr, K, seed, device, epochs, batch_size=100, lr=1e-3, mea
     curve = [] if curve is None else curve
     settings = json.dumps({"K": K, "seed": seed, "n": len(Xtr), "batch_size": batch_size, "lr": lr,
                            "means_lr": means_lr, **model_kw}, sort_keys=True, default=str)
-    start = 0
-    if checkpoint is not None and Path(checkpoint).exists():
-        state = mg.load(checkpoint, device=device)
-        if state["settings"] != settings:
-            raise ValueError(f"train_cluster_vae: checkpoint {checkpoint} was written with the settings "
-                             f"{state['settings']}, this run has {settings}; delete it or choose another --out")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        rng.bit_generator.state = json.loads(state["shuffle_rng"])
-        if state["noise_rng"] and mg.backend.parse_device(device) == "cpu":   # the reparameterisation noise
-            mg.backend.generator("cpu").bit_generator.state = json.loads(state["noise_rng"])
-        start, curve[:] = int(state["epoch"]), list(state["curve"])
+    objects, generators = {"model": model, "optimizer": opt}, checkpoint_generators(device, shuffle=rng)
+    start, extra = resume_checkpoint(checkpoint, settings, device, objects, generators, "train_cluster_vae")
+    if extra is not None:
+        curve[:] = list(extra["curve"])
         log(f"  resumed from {checkpoint} after epoch {start}", flush=True)
     for epoch in range(start, epochs):
         t0, tot, parts, n = time.time(), 0.0, {"reconstruction": 0.0, "kl": 0.0}, 0
@@ -139,11 +130,7 @@ def train_cluster_vae(Xtr, K, seed, device, epochs, batch_size=100, lr=1e-3, mea
         if after_epoch is not None:
             after_epoch(epoch + 1, model, tot / n, time.time() - t0)
         if checkpoint is not None:
-            noise = (json.dumps(mg.backend.generator("cpu").bit_generator.state)
-                     if mg.backend.parse_device(device) == "cpu" else "")
-            mg.save({"settings": settings, "epoch": epoch + 1, "model": model.state_dict(),
-                     "optimizer": opt.state_dict(), "shuffle_rng": json.dumps(rng.bit_generator.state),
-                     "noise_rng": noise, "curve": curve}, checkpoint)
+            save_checkpoint(checkpoint, settings, epoch + 1, objects, generators, curve=curve)
     return model
 
 
