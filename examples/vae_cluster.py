@@ -19,7 +19,7 @@ import numpy as np
 
 import minigrad as mg
 from minigrad import optim
-from minigrad.models.vae import ClusterVAE
+from minigrad.models.vae import ClusterVAE, glorot_init_
 from examples.common import (checkpoint_generators, load_or_digits as load, mean_std, output_dir, parser, predict,
                              pyplot, resume_checkpoint, save_checkpoint, save_figure, save_results)
 
@@ -92,22 +92,28 @@ def batches(X, batch_size, rng=None):
 
 
 # ---- training ---------------------------------------------------------------------------------------------------
-def train_cluster_vae(Xtr, K, seed, device, epochs, batch_size=100, lr=1e-3, means_lr=1e-2, log=print,
-                      after_epoch=None, checkpoint=None, curve=None, **model_kw):
+def train_cluster_vae(Xtr, K, seed, device, epochs, batch_size=100, lr=1e-3, means_lr=1e-2, init="default",
+                      log=print, after_epoch=None, checkpoint=None, curve=None, **model_kw):
     """Adam; the class means start at zero and get their own, larger step (``means_lr``) so that they spread
-    apart within a few epochs instead of a few dozen. ``after_epoch(epoch, model, loss, seconds)`` is called after
-    every epoch (the learning curve, kept in the list ``curve``).
+    apart within a few epochs instead of a few dozen. ``init``: ``"default"`` (the layers' own, PyTorch's) or
+    ``"glorot"`` (Keras' default, which the seed's script trains with: ``glorot_init_``).
+    ``after_epoch(epoch, model, loss, seconds)`` is called after every epoch (the learning curve, kept in the
+    list ``curve``).
 
     ``checkpoint``: a file written after every epoch (model, optimizer, random generators, ``curve``); when it
     exists, training resumes after its epoch, so a run of hours survives being stopped. Its settings must match."""
     mg.manual_seed(seed)
-    model = ClusterVAE(K, in_shape=Xtr.shape[1:], **model_kw).to(device)
+    model = ClusterVAE(K, in_shape=Xtr.shape[1:], **model_kw)
+    if init not in ("default", "glorot"):
+        raise ValueError(f"train_cluster_vae: init must be 'default' or 'glorot', got {init!r}")
+    model = (glorot_init_(model) if init == "glorot" else model).to(device)
     rest = [p for name, p in model.named_parameters() if name != "class_means"]
     opt = optim.Adam([{"params": rest}, {"params": [model.class_means], "lr": means_lr}], lr=lr)
     rng = np.random.default_rng(seed)
     curve = [] if curve is None else curve
     settings = json.dumps({"K": K, "seed": seed, "n": len(Xtr), "batch_size": batch_size, "lr": lr,
-                           "means_lr": means_lr, **model_kw}, sort_keys=True, default=str)
+                           "means_lr": means_lr, **({"init": init} if init != "default" else {}), **model_kw},
+                          sort_keys=True, default=str)
     objects, generators = {"model": model, "optimizer": opt}, checkpoint_generators(device, shuffle=rng)
     start, extra = resume_checkpoint(checkpoint, settings, device, objects, generators, "train_cluster_vae")
     if extra is not None:
@@ -166,14 +172,14 @@ def save_cluster_samples(model, pred, labels, path, n_per_cluster=10, class_name
 
 def run(device="cpu", quick=False, out_dir=None, seed=0, datasets=("mnist", "fashion_mnist"), n_seeds=3,
         n_train=50000, epochs=30, arch="mlp", latent_dim=20, hidden=256, recon_weight=2.5, lr=1e-3, means_lr=1e-2,
-        K=10, **kw):
+        K=10, init="default", **kw):
     """Train a ClusterVAE per (dataset, seed), score it and k-means on the test split; returns the metrics."""
     out_dir = output_dir(out_dir, NAME)
     if quick:
         n_seeds, n_train, epochs = 1, 300, 1
     config = {"n_train": n_train, "epochs": epochs, "n_seeds": n_seeds, "arch": arch, "latent_dim": latent_dim,
               "hidden": hidden, "recon_weight": recon_weight, "lr": lr, "means_lr": means_lr, "batch_size": 100,
-              "K": K, "device": device, "quick": quick}
+              "init": init, "K": K, "device": device, "quick": quick}
     metrics, details = {}, {"config": config}
     for name in datasets:
         Xtr_all, ytr_all, Xte, yte, used = load(name)
@@ -200,7 +206,7 @@ def run(device="cpu", quick=False, out_dir=None, seed=0, datasets=("mnist", "fas
 
             t0 = time.time()
             ckpt = None if quick else out_dir / f"checkpoint-{used}-seed{s}.mg"
-            model = train_cluster_vae(Xtr, K, s, device, epochs, lr=lr, means_lr=means_lr, arch=arch,
+            model = train_cluster_vae(Xtr, K, s, device, epochs, lr=lr, means_lr=means_lr, init=init, arch=arch,
                                       latent_dim=latent_dim, hidden=hidden, recon_weight=recon_weight,
                                       after_epoch=after_epoch, checkpoint=ckpt, curve=curve)
             train_s = time.time() - t0
@@ -248,9 +254,12 @@ def main(argv=None):
     ap.add_argument("--arch", default="mlp", choices=["mlp", "conv"])
     ap.add_argument("--recon-weight", type=float, default=2.5)
     ap.add_argument("--means-lr", type=float, default=1e-2)
+    ap.add_argument("--init", default="default", choices=["default", "glorot"],
+                    help="weight init: the layers' own (PyTorch's) or Keras' Glorot-uniform, as the seed's script")
     a = ap.parse_args(argv)
     return run(a.device, a.quick, a.out, a.seed, datasets=tuple(a.datasets.split(",")), n_seeds=a.n_seeds,
-               n_train=a.n_train, epochs=a.epochs, arch=a.arch, recon_weight=a.recon_weight, means_lr=a.means_lr)
+               n_train=a.n_train, epochs=a.epochs, arch=a.arch, recon_weight=a.recon_weight, means_lr=a.means_lr,
+               init=a.init)
 
 
 if __name__ == "__main__":

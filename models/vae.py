@@ -214,6 +214,18 @@ def _conv_decoder(in_shape, latent_dim, channels):
     return nn.Sequential(*layers, nn.ConvTranspose2d(f, c, 3, stride=1, padding=1))
 
 
+def glorot_init_(module):
+    """Keras' default initialisation, in place, as the seed's clustering script has it: every convolution,
+    transposed convolution and linear weight ~ U(−a, a) with a = √(6 / (fan_in + fan_out)) (Glorot), biases 0.
+    Its weights have about 3× the variance of the default (PyTorch's) uniform init. Returns ``module``."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    return module
+
+
 class VAE(nn.Module):
     """A VAE with a diagonal-Gaussian encoder and prior N(0, I).
 
