@@ -156,6 +156,18 @@ def run(device="cpu", quick=False, out_dir=None, seed=0, n_train=None, epochs=No
         G.train()
         return averaged, live, grid
 
+    def batch_stat_samples():
+        """(EMA-weight, live-weight) samples with BatchNorm normalising by the 1000 samples' own statistics, as a
+        generator in training mode does (the running statistics are put back afterwards)."""
+        saved = [(b, b.numpy().copy()) for _, b in G.named_buffers() if b is not None]
+        with mg.no_grad():
+            live = to_unit(G(z_eval))
+            with ema.average_parameters():
+                averaged = to_unit(G(z_eval))
+        for b, value in saved:
+            b.data[...] = b.xp.asarray(value)
+        return averaged, live
+
     t0, log, train_seconds = time.perf_counter(), [], 0.0
     ckpt = None if quick else out_dir / "checkpoint.mg"   # written after every epoch: a stopped run resumes
     settings = json.dumps({"dataset": dataset, "n_train": n_train, "batch": batch, "channels": channels,
@@ -181,10 +193,17 @@ def run(device="cpu", quick=False, out_dir=None, seed=0, n_train=None, epochs=No
         point.update(confident_share=ema_scores["confident_share"], fid=ema_scores["fid"],
                      confident_share_live_weights=live_scores["confident_share"], fid_live_weights=live_scores["fid"],
                      classes_with_5pct=ema_scores["classes_with_5pct"])
+        ema_batch, live_batch = (score_samples(clf, s, f_real) for s in batch_stat_samples())
+        point.update(confident_share_batch_stats=ema_batch["confident_share"], fid_batch_stats=ema_batch["fid"],
+                     confident_share_live_weights_batch_stats=live_batch["confident_share"],
+                     fid_live_weights_batch_stats=live_batch["fid"])
         log.append(point)
         print(f"  epoch {epoch + 1}/{epochs}: loss_d {point['loss_d']:.3f}, loss_g {point['loss_g']:.3f}; confident "
               f"{point['confident_share']:.3f} (live {point['confident_share_live_weights']:.3f}), FID "
-              f"{point['fid']:.2f} (live {point['fid_live_weights']:.2f}) ({time.perf_counter() - t0:.0f} s)",
+              f"{point['fid']:.2f} (live {point['fid_live_weights']:.2f}); with batch statistics: confident "
+              f"{point['confident_share_batch_stats']:.3f} (live "
+              f"{point['confident_share_live_weights_batch_stats']:.3f}), FID {point['fid_batch_stats']:.2f} "
+              f"({time.perf_counter() - t0:.0f} s)",
               flush=True)
         save_results(out_dir, {"progress": log, "epochs": epochs}, "progress.json")
         if ckpt is not None:
