@@ -101,7 +101,10 @@ def command_line():
     started through the launcher)."""
     script = Path(sys.argv[0]).resolve()
     root = Path(__file__).resolve().parent.parent
-    if script == root / "examples" / "__main__.py":
+    typed = getattr(sys, "orig_argv", [])  # the interpreter's own arguments: `-m module` shows there
+    if "-m" in typed[1:-1]:
+        head = ["python", "-m", typed[typed.index("-m", 1) + 1]]
+    elif script == root / "examples" / "__main__.py":
         head = ["python", "-m", "examples"]
     else:
         head = ["python", str(script.relative_to(root)) if script.is_relative_to(root) else sys.argv[0]]

@@ -40,6 +40,26 @@ class _Config:
     callbacks = None  # during a backward with gradient hooks: what ``queue_callback`` asked to run at its end
 
 
+def forward_levels():
+    """The active forward-mode (dual) levels, outermost first; () outside ``forward_ad.dual_level``."""
+    return _forward_var.get()
+
+
+def set_forward_levels(levels):
+    """Make ``levels`` the active forward-mode levels (in this thread); returns the token that
+    ``reset_forward_levels`` takes to put the previous ones back."""
+    return _forward_var.set(tuple(levels))
+
+
+def reset_forward_levels(token):
+    _forward_var.reset(token)
+
+
+def set_tangent_pusher(fn):
+    """Forward mode's hook: ``fn(function, inputs, outputs)`` runs after every call while a level is active."""
+    _Config.push_tangents = fn
+
+
 class _GradMode:
     """Context manager and decorator that switches graph recording on or off."""
 

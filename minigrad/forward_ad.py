@@ -11,7 +11,8 @@ outer levels (< k) active, so it carries their tangents (the mixed terms an oute
 own (no perturbation confusion).
 """
 from minigrad import backend
-from minigrad.core import Function, Tensor, _Config, _forward_levels, _forward_var, as_tensor
+from minigrad.core import (Function, Tensor, as_tensor, forward_levels, reset_forward_levels, set_forward_levels,
+                           set_tangent_pusher)
 from minigrad.ops.shape import broadcast_to
 
 _counter = [0]
@@ -24,11 +25,11 @@ class dual_level:
     def __enter__(self):
         _counter[0] += 1
         self.level = _counter[0]
-        self.token = _forward_var.set(_forward_levels() + (self.level,))
+        self.token = set_forward_levels(forward_levels() + (self.level,))
         return self.level
 
     def __exit__(self, *exc):
-        _forward_var.reset(self.token)
+        reset_forward_levels(self.token)
 
 
 class Alias(Function):
@@ -70,7 +71,7 @@ def raw_tangent(f, array, *deps):
 
 def make_dual(x, tangent, level):
     """A new Tensor with ``x``'s value (and graph) carrying ``tangent`` at ``level``."""
-    if level not in _forward_levels():
+    if level not in forward_levels():
         raise RuntimeError(f"make_dual: level {level} is not active; call it inside `with dual_level() as level:`")
     dual = Alias()(x)
     dual._fw = dict(dual._fw or {})
@@ -85,7 +86,7 @@ def unpack_dual(t, level):
 
 def _push_tangents(f, inputs, outputs):
     """Run ``f.jvp`` for each active level at which some input has a tangent, outermost level first."""
-    levels = _forward_levels()
+    levels = forward_levels()
     fws = [x._fw for x in inputs]
     if not any(fws):
         return
@@ -95,12 +96,12 @@ def _push_tangents(f, inputs, outputs):
             txs = [fw.get(k) if fw else None for fw in fws]
             if all(t is None for t in txs):
                 continue
-            token = _forward_var.set(levels[:n])  # the tangent carries only the outer levels' tangents
+            token = set_forward_levels(levels[:n])  # the tangent carries only the outer levels' tangents
             try:
                 with backend.device_scope(inputs[0].data):  # raw-array work on the inputs' device, as in forward
                     tys = f.jvp(*txs)
             finally:
-                _forward_var.reset(token)
+                reset_forward_levels(token)
             if tys.__class__ is not tuple:
                 tys = tuple(tys) if isinstance(tys, list) else (tys,)
             if len(tys) != len(outputs):
@@ -138,4 +139,4 @@ def zeros_tangent(x):
     return Tensor(x.xp.zeros(x.shape, dtype=x.dtype))
 
 
-_Config.push_tangents = _push_tangents
+set_tangent_pusher(_push_tangents)

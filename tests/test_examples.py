@@ -168,3 +168,40 @@ def test_a_stopped_capsule_head_resumes_from_its_checkpoint(tmp_path):
         np.testing.assert_allclose(mg.tensor(u).numpy(), mg.tensor(v).numpy(), rtol=1e-5, atol=1e-7, err_msg=name)
     with pytest.raises(ValueError, match="written with the settings"):
         cap.train(model(), X, y, 3, 20, 1e-3, 0, "cpu", 0.25, quiet, checkpoint=ckpt, settings="other")
+
+
+def test_the_recorded_command_is_the_one_typed_with_dash_m(tmp_path):
+    """``python -m package.module args`` is recorded as typed, not as the module's file path."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    (tmp_path / "probe.py").write_text("from examples.common import command_line\nprint(command_line())\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(tmp_path)])}
+    out = subprocess.run([sys.executable, "-m", "probe", "--epochs", "3"], capture_output=True, text=True, env=env,
+                         cwd=tmp_path, check=True).stdout.strip()
+    assert out == "python -m probe --epochs 3"
+
+
+def test_glorot_init_is_keras_default_and_part_of_a_checkpoints_settings(tmp_path):
+    """Glorot-uniform weights (bound √(6 / (fan_in + fan_out))), zero biases, class means left at zero; a
+    checkpoint written with one init refuses to resume with the other."""
+    import math
+    from examples.vae_cluster import train_cluster_vae
+    from minigrad.models.vae import ClusterVAE, glorot_init_
+    model = glorot_init_(ClusterVAE(10, latent_dim=20, arch="conv"))
+    w = model.to_mu.weight.numpy()              # Linear (20, 3136)
+    bound = math.sqrt(6 / (20 + 3136))
+    assert np.abs(w).max() <= bound and np.abs(w).max() > 0.95 * bound
+    assert abs(w.std() - bound / math.sqrt(3)) < 0.02 * bound
+    assert not model.to_mu.bias.numpy().any() and not model.class_means.numpy().any()
+    conv = model.encoder[2].weight.numpy()      # Conv2d(32, 32, 3): fan_in = fan_out = 288
+    assert np.abs(conv).max() <= math.sqrt(6 / 576) and conv.std() > 0.9 * math.sqrt(6 / 576) / math.sqrt(3)
+    X = np.random.default_rng(0).random((40, 1, 8, 8)).astype(np.float32)
+    kw = dict(batch_size=20, latent_dim=3, hidden=8, log=lambda *a, **k: None)
+    ckpt = tmp_path / "ckpt.mg"
+    train_cluster_vae(X, 3, 0, "cpu", 1, init="glorot", checkpoint=ckpt, **kw)
+    with pytest.raises(ValueError, match="written with the settings"):
+        train_cluster_vae(X, 3, 0, "cpu", 2, checkpoint=ckpt, **kw)
+    with pytest.raises(ValueError, match="init must be"):
+        train_cluster_vae(X, 3, 0, "cpu", 1, init="he", **kw)
