@@ -111,7 +111,9 @@ def _vae_curve(curve):
 
 def vae_rows(run_id, res):
     """Rows per data set: the mean over seeds of a finished run, or the last epoch of a stopped one."""
-    rows, parts, cfg = [], [], res["config"]
+    rows, parts, cfg = [], [], dict(res["config"])
+    if cfg.get("init", "default") != "default":
+        cfg["arch"] = f"{cfg['arch']}, {cfg['init'].capitalize()} init"
     for ds in ("mnist", "fashion_mnist", "digits"):
         if ds not in res:
             continue
@@ -148,6 +150,11 @@ def dcgan_rows(run_id, res):
     if curve:
         rows.append(("confident share / FID by epoch (EMA weights)",
                      ", ".join(f"{p['epoch']}: {100 * p['confident_share']:.1f} % / {p['fid']:.1f}" for p in curve)))
+    batch = [p for p in curve if "confident_share_batch_stats" in p]
+    if batch:
+        rows.append(("the same, sampled with BatchNorm's batch statistics (training mode) instead of its running ones",
+                     ", ".join(f"{p['epoch']}: {100 * p['confident_share_batch_stats']:.1f} % / "
+                               f"{p['fid_batch_stats']:.1f}" for p in batch)))
     return rows, glance
 
 

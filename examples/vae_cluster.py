@@ -6,9 +6,10 @@ its most frequent label), the accuracy under the best one-to-one matching of clu
 NMI — next to k-means on raw pixels (fitted on the same training images), over several seeds.
 
 To stay within a few minutes per dataset and seed on a CPU: an MLP encoder/decoder by default (``--arch conv``
-is the seed's convolutional model: 2.9 CPU-minutes per epoch of 60k images on one core against PyTorch's 1.5,
-benchmarks/vae.md, so its 50 epochs take hours), 30 epochs (the recipe trains 50), and ``n_train`` (default: the
-whole 50k training split) to subsample further; the settings are printed and saved with the results.
+is the seed's convolutional model, with ``--init glorot`` for the seed's Keras initialisation; its cost per epoch
+against the same model in PyTorch is measured in docs/benchmarks/vae.md: its 50 epochs take hours), 30 epochs
+(the recipe trains 50), and ``n_train`` (default: the whole 50k training split) to subsample further; the settings
+are printed and saved with the results.
 A full run scores the test split after every epoch (``progress.json``) and keeps a checkpoint per data set and
 seed in its output folder: the same command started again resumes where a stopped run ended.
 """
