@@ -136,6 +136,8 @@ def vae_rows(run_id, res):
 
 
 def dcgan_rows(run_id, res):
+    if res.get("stopped"):
+        return dcgan_stopped_rows(run_id, res)
     share = res["confident_share"]
     setup = f"c = {res['channels']}, latent {res['latent_dim']}, batch {res['batch']}, {res['epochs']} epochs"
     rows = [(f"generated digits classified with confidence > 0.9 ({setup})",
@@ -156,6 +158,22 @@ def dcgan_rows(run_id, res):
                      ", ".join(f"{p['epoch']}: {100 * p['confident_share_batch_stats']:.1f} % / "
                                f"{p['fid_batch_stats']:.1f}" for p in batch)))
     return rows, glance
+
+
+def dcgan_stopped_rows(run_id, res):
+    """A DCGAN run stopped before its end: its last finished epoch and its curve (settings: its command)."""
+    log = res["progress"]
+    last, of = log[-1], res["epochs"]
+    cfg = res.get("settings")
+    setup = (f"c = {cfg['channels']}, latent {cfg['latent_dim']}, batch {cfg['batch']}" if cfg
+             else "settings as its command")
+    what = f"{setup}, **stopped after {last['epoch']} of {of} epochs**"
+    rows = [(f"generated digits classified with confidence > 0.9 ({what})", f"{100 * last['confident_share']:.1f} %"),
+            ("FID in the judge's hidden features", f"{last['fid']:.2f}"),
+            ("confident share / FID by epoch (EMA weights)",
+             ", ".join(f"{p['epoch']}: {100 * p['confident_share']:.1f} % / {p['fid']:.1f}" for p in log))]
+    return rows, (f"DCGAN: {100 * last['confident_share']:.1f} % of generated digits classified with confidence "
+                  f"> 0.9 after {last['epoch']} of {of} epochs (stopped)")
 
 
 def dirac_rows(run_id, res):

@@ -205,7 +205,7 @@ def run(device="cpu", quick=False, out_dir=None, seed=0, n_train=None, epochs=No
               f"{point['confident_share_live_weights_batch_stats']:.3f}), FID {point['fid_batch_stats']:.2f} "
               f"({time.perf_counter() - t0:.0f} s)",
               flush=True)
-        save_results(out_dir, {"progress": log, "epochs": epochs}, "progress.json")
+        save_results(out_dir, {"progress": log, "epochs": epochs, "settings": json.loads(settings)}, "progress.json")
         if ckpt is not None:
             save_checkpoint(ckpt, settings, epoch + 1, objects, generators, log=log, train_seconds=train_seconds)
 

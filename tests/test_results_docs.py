@@ -66,6 +66,19 @@ def test_a_stopped_run_is_read_from_its_progress_file_and_says_so(tmp_path):
     assert "1: 0.512, 2: 0.734" in pages[gen_results.RESULTS_MD]
 
 
+def test_a_stopped_dcgan_run_reports_its_last_epoch_and_settings(tmp_path):
+    log = [{"epoch": e, "confident_share": c, "fid": f} for e, c, f in ((1, 0.2871, 19.5), (2, 0.4432, 14.25))]
+    progress = {"progress": log, "epochs": 10, "settings": {"channels": 128, "latent_dim": 100, "batch": 128},
+                "meta": {"date": "2026-12-02 12:00 UTC", "machine": "test", "command": "python x",
+                         "wall_seconds": 600}}
+    (tmp_path / "gan_dcgan-wide").mkdir()
+    (tmp_path / "gan_dcgan-wide" / "progress.json").write_text(json.dumps(progress))
+    pages = gen_results.generate(gen_results.load_runs(tmp_path))
+    gan = pages[gen_results.ROOT / "docs/derivations/gan.md"]
+    assert "c = 128" in gan and "stopped after 2 of 10 epochs" in gan and "1: 28.7 % / 19.5, 2: 44.3 % / 14.2" in gan
+    assert "44.3 %" in pages[gen_results.README] and "(stopped)" in pages[gen_results.README]
+
+
 def test_learning_curves_are_drawn_from_the_runs(tmp_path):
     pytest.importorskip("matplotlib")
     from docs import gen_figures
