@@ -123,6 +123,8 @@ def vae_rows(run_id, res):
                      f"{_pm(s['vae']['acc_majority'])} / {_pm(s['vae']['acc_hungarian'])} / {_pm(s['vae']['nmi'])} "
                      f"(k-means on pixels {s['kmeans']['acc_majority']['mean']:.3f})"))
         parts.append(f"{ds} {s['vae']['acc_majority']['mean']:.3f}")
+        rows += [(f"{ds}: majority accuracy by epoch (seed {r['seed']})", _vae_curve(r["curve"]))
+                 for r in res[ds]["runs"] if r.get("curve")]
     run = res.get("in_progress") if res.get("stopped") else None
     if run and run["curve"]:
         last = run["curve"][-1]
