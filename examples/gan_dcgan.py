@@ -22,7 +22,7 @@ import time
 import numpy as np
 
 import minigrad as mg
-from minigrad import nn, optim
+from minigrad import backend, nn, optim
 from minigrad.models.gan import DCGANDiscriminator, DCGANGenerator, dcgan_init_, train_step
 from examples.common import (checkpoint_generators, load_or_digits, output_dir, parser, pyplot, resume_checkpoint,
                              save_checkpoint, save_figure, save_results)
@@ -165,7 +165,8 @@ def run(device="cpu", quick=False, out_dir=None, seed=0, n_train=None, epochs=No
             with ema.average_parameters():
                 averaged = to_unit(G(z_eval))
         for b, value in saved:
-            b.data[...] = b.xp.asarray(value)
+            with backend.device_scope(b.data):  # on the buffer's own device, as in the multi-GPU case
+                b.data[...] = b.xp.asarray(value)
         return averaged, live
 
     t0, log, train_seconds = time.perf_counter(), [], 0.0
