@@ -111,14 +111,14 @@ def _vae_curve(curve):
 
 def vae_rows(run_id, res):
     """Rows per data set: the mean over seeds of a finished run, or the last epoch of a stopped one."""
-    rows, parts, cfg = [], [], dict(res["config"])
-    if cfg.get("init", "default") != "default":
-        cfg["arch"] = f"{cfg['arch']}, {cfg['init'].capitalize()} init"
+    rows, parts, cfg = [], [], res["config"]
+    init = cfg.get("init", "default")
+    arch = cfg["arch"] if init == "default" else f"{cfg['arch']}, {init.capitalize()} init"
     for ds in ("mnist", "fashion_mnist", "digits"):
         if ds not in res:
             continue
         s = res[ds]["summary"]
-        rows.append((f"{ds}: accuracy majority / Hungarian / NMI ({cfg['arch']}, {cfg['epochs']} epochs, "
+        rows.append((f"{ds}: accuracy majority / Hungarian / NMI ({arch}, {cfg['epochs']} epochs, "
                      f"{len(res[ds]['runs'])} seeds)",
                      f"{_pm(s['vae']['acc_majority'])} / {_pm(s['vae']['acc_hungarian'])} / {_pm(s['vae']['nmi'])} "
                      f"(k-means on pixels {s['kmeans']['acc_majority']['mean']:.3f})"))
@@ -128,13 +128,17 @@ def vae_rows(run_id, res):
     run = res.get("in_progress") if res.get("stopped") else None
     if run and run["curve"]:
         last = run["curve"][-1]
-        what = (f"{run['dataset']}: accuracy majority / Hungarian / NMI ({cfg['arch']}, seed {run['seed']}, "
+        what = (f"{run['dataset']}: accuracy majority / Hungarian / NMI ({arch}, seed {run['seed']}, "
                 f"**stopped after {last['epoch']} of {cfg['epochs']} epochs**)")
         rows.append((what, f"{last['acc_majority']:.3f} / {last['acc_hungarian']:.3f} / {last['nmi']:.3f}"))
         rows.append((f"{run['dataset']}: majority accuracy by epoch (seed {run['seed']})", _vae_curve(run["curve"])))
         parts.append(f"{run['dataset']} {last['acc_majority']:.3f} after {last['epoch']} of {cfg['epochs']} epochs "
                      f"(stopped, seed {run['seed']})")
-    return rows, f"ClusterVAE clustering accuracy ({cfg['arch']}): " + ", ".join(parts)
+    return rows, f"ClusterVAE clustering accuracy ({arch}): " + ", ".join(parts)
+
+
+def _dcgan_curve(log, share="confident_share", fid="fid"):
+    return ", ".join(f"{p['epoch']}: {100 * p[share]:.1f} % / {p[fid]:.1f}" for p in log)
 
 
 def dcgan_rows(run_id, res):
@@ -152,13 +156,11 @@ def dcgan_rows(run_id, res):
         glance += f", FID {res['fid']:.2f} in the judge's features (real vs real {res['fid_real']:.2f})"
     curve = [p for p in res.get("log", []) if "confident_share" in p]
     if curve:
-        rows.append(("confident share / FID by epoch (EMA weights)",
-                     ", ".join(f"{p['epoch']}: {100 * p['confident_share']:.1f} % / {p['fid']:.1f}" for p in curve)))
+        rows.append(("confident share / FID by epoch (EMA weights)", _dcgan_curve(curve)))
     batch = [p for p in curve if "confident_share_batch_stats" in p]
     if batch:
         rows.append(("the same, sampled with BatchNorm's batch statistics (training mode) instead of its running ones",
-                     ", ".join(f"{p['epoch']}: {100 * p['confident_share_batch_stats']:.1f} % / "
-                               f"{p['fid_batch_stats']:.1f}" for p in batch)))
+                     _dcgan_curve(batch, "confident_share_batch_stats", "fid_batch_stats")))
     return rows, glance
 
 
@@ -172,8 +174,7 @@ def dcgan_stopped_rows(run_id, res):
     what = f"{setup}, **stopped after {last['epoch']} of {of} epochs**"
     rows = [(f"generated digits classified with confidence > 0.9 ({what})", f"{100 * last['confident_share']:.1f} %"),
             ("FID in the judge's hidden features", f"{last['fid']:.2f}"),
-            ("confident share / FID by epoch (EMA weights)",
-             ", ".join(f"{p['epoch']}: {100 * p['confident_share']:.1f} % / {p['fid']:.1f}" for p in log))]
+            ("confident share / FID by epoch (EMA weights)", _dcgan_curve(log))]
     return rows, (f"DCGAN: {100 * last['confident_share']:.1f} % of generated digits classified with confidence "
                   f"> 0.9 after {last['epoch']} of {of} epochs (stopped)")
 

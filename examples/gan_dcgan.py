@@ -146,33 +146,27 @@ def run(device="cpu", quick=False, out_dir=None, seed=0, n_train=None, epochs=No
     z_eval = mg.randn(n_eval, latent_dim, device=device)
     to_unit = lambda t: (t.numpy() + 1) / 2  # back to [0, 1]
 
-    def samples():
-        """(EMA-weight samples, live-weight samples, the EMA grid), generator in eval mode."""
-        G.eval()
+    def samples(batch_stats=False):
+        """(EMA-weight samples, live-weight samples, the EMA grid). BatchNorm normalises with its running statistics
+        (eval mode), or with ``batch_stats`` with the samples' own, as in training mode; either way the running
+        statistics are left as they were."""
+        saved = [(b, backend.copy_array(b.data)) for _, b in G.named_buffers() if b is not None]
+        G.train(batch_stats)
         with mg.no_grad():
             live = to_unit(G(z_eval))
             with ema.average_parameters():
                 averaged, grid = to_unit(G(z_eval)), to_unit(G(z_fixed))
         G.train()
-        return averaged, live, grid
-
-    def batch_stat_samples():
-        """(EMA-weight, live-weight) samples with BatchNorm normalising by the 1000 samples' own statistics, as a
-        generator in training mode does (the running statistics are put back afterwards)."""
-        saved = [(b, b.numpy().copy()) for _, b in G.named_buffers() if b is not None]
-        with mg.no_grad():
-            live = to_unit(G(z_eval))
-            with ema.average_parameters():
-                averaged = to_unit(G(z_eval))
         for b, value in saved:
             with backend.device_scope(b.data):  # on the buffer's own device, as in the multi-GPU case
-                b.data[...] = b.xp.asarray(value)
-        return averaged, live
+                b.data[...] = value
+        return averaged, live, grid
 
     t0, log, train_seconds = time.perf_counter(), [], 0.0
     ckpt = None if quick else out_dir / "checkpoint.mg"   # written after every epoch: a stopped run resumes
-    settings = json.dumps({"dataset": dataset, "n_train": n_train, "batch": batch, "channels": channels,
-                           "latent_dim": latent_dim, "lr": lr, "ema_decay": ema_decay, "seed": seed}, sort_keys=True)
+    config = {"dataset": dataset, "n_train": n_train, "batch": batch, "channels": channels, "latent_dim": latent_dim,
+              "lr": lr, "ema_decay": ema_decay, "seed": seed}
+    settings = json.dumps(config, sort_keys=True)
     objects = {"G": G, "D": D, "opt_g": opt_g, "opt_d": opt_d, "ema": ema}
     generators = checkpoint_generators(device, loader=loader.rng)
     start_epoch, extra = resume_checkpoint(ckpt, settings, device, objects, generators, NAME)
@@ -194,7 +188,7 @@ def run(device="cpu", quick=False, out_dir=None, seed=0, n_train=None, epochs=No
         point.update(confident_share=ema_scores["confident_share"], fid=ema_scores["fid"],
                      confident_share_live_weights=live_scores["confident_share"], fid_live_weights=live_scores["fid"],
                      classes_with_5pct=ema_scores["classes_with_5pct"])
-        ema_batch, live_batch = (score_samples(clf, s, f_real) for s in batch_stat_samples())
+        ema_batch, live_batch = (score_samples(clf, s, f_real) for s in samples(batch_stats=True)[:2])
         point.update(confident_share_batch_stats=ema_batch["confident_share"], fid_batch_stats=ema_batch["fid"],
                      confident_share_live_weights_batch_stats=live_batch["confident_share"],
                      fid_live_weights_batch_stats=live_batch["fid"])
@@ -206,7 +200,7 @@ def run(device="cpu", quick=False, out_dir=None, seed=0, n_train=None, epochs=No
               f"{point['confident_share_live_weights_batch_stats']:.3f}), FID {point['fid_batch_stats']:.2f} "
               f"({time.perf_counter() - t0:.0f} s)",
               flush=True)
-        save_results(out_dir, {"progress": log, "epochs": epochs, "settings": json.loads(settings)}, "progress.json")
+        save_results(out_dir, {"progress": log, "epochs": epochs, "settings": config}, "progress.json")
         if ckpt is not None:
             save_checkpoint(ckpt, settings, epoch + 1, objects, generators, log=log, train_seconds=train_seconds)
 

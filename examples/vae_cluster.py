@@ -113,7 +113,7 @@ def train_cluster_vae(Xtr, K, seed, device, epochs, batch_size=100, lr=1e-3, mea
     rng = np.random.default_rng(seed)
     curve = [] if curve is None else curve
     settings = json.dumps({"K": K, "seed": seed, "n": len(Xtr), "batch_size": batch_size, "lr": lr,
-                           "means_lr": means_lr, **({"init": init} if init != "default" else {}), **model_kw},
+                           "means_lr": means_lr, "init": init, **model_kw},
                           sort_keys=True, default=str)
     objects, generators = {"model": model, "optimizer": opt}, checkpoint_generators(device, shuffle=rng)
     start, extra = resume_checkpoint(checkpoint, settings, device, objects, generators, "train_cluster_vae")

@@ -32,17 +32,12 @@ _epoch = [0]
 
 # Forward mode (minigrad/forward_ad.py): the active dual levels, outermost first, per thread like grad mode.
 _forward_var = contextvars.ContextVar("minigrad_forward_levels", default=())
-_forward_levels = _forward_var.get
+forward_levels = _forward_var.get  # the active dual levels, outermost first; () outside forward_ad.dual_level
 
 
 class _Config:
     push_tangents = None  # set by minigrad/forward_ad.py: runs each call's jvp while a dual level is active
     callbacks = None  # during a backward with gradient hooks: what ``queue_callback`` asked to run at its end
-
-
-def forward_levels():
-    """The active forward-mode (dual) levels, outermost first; () outside ``forward_ad.dual_level``."""
-    return _forward_var.get()
 
 
 def set_forward_levels(levels):
@@ -543,7 +538,7 @@ class Function:
             _check_finite(self, [o.data for o in outputs], "forward")
         if record:
             self._record(inputs, xs, (ys,) if single else ys, outputs)
-        if _forward_levels():  # forward mode: the outputs' tangents by self.jvp (in any grad mode), after
+        if forward_levels():  # forward mode: the outputs' tangents by self.jvp (in any grad mode), after
             _Config.push_tangents(self, inputs, outputs)  # the graph is recorded, so the tangents are in it too
         return outputs[0] if single else tuple(outputs)
 
@@ -809,7 +804,7 @@ def run_backward(roots, root_grads, retain_graph, create_graph, wanted):
                 _flush_ready(hooked, grads, (-f.generation, id(f)), taken)
             if f.edges is None:
                 raise _freed(f)
-            if not f.differentiable_backward and _forward_levels() and _carries_tangent(f, grads):
+            if not f.differentiable_backward and forward_levels() and _carries_tangent(f, grads):
                 raise RuntimeError(f"{type(f).__name__} is a fused op whose backward works on raw arrays: forward "
                                    "mode cannot pass through its backward (hessian, hvp, jacfwd of a gradient). "
                                    "Use its composed version")
@@ -889,7 +884,7 @@ def _carries_tangent(f, grads):
     """Whether a saved input or an output gradient of ``f`` holds a tangent of an active forward-mode level."""
     ts = [s for s in f.saved if isinstance(s, Tensor)]
     ts += [e[1] for e in (grads.get((id(f), i)) for i in range(len(f.outputs))) if e is not None]
-    return any(k in t._fw for t in ts if t._fw for k in _forward_levels())
+    return any(k in t._fw for t in ts if t._fw for k in forward_levels())
 
 
 def _output_grads(f, grads, wanted_keys, found, to_leaves, taken):
