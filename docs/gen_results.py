@@ -12,6 +12,8 @@ import re
 import sys
 from pathlib import Path
 
+from examples.common import mean_std
+
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / "docs" / "runs"
 RESULTS_MD = ROOT / "docs" / "results.md"
@@ -137,6 +139,50 @@ def vae_rows(run_id, res):
     return rows, f"ClusterVAE clustering accuracy ({arch}): " + ", ".join(parts)
 
 
+def pooled_vae(runs):
+    """Finished ClusterVAE runs of one protocol (equal settings but the seed; ablations left out), pooled per data
+    set when they hold two or more seeds: seeds run as separate processes give one mean ± std. A list of
+    {"dataset", "setup", "run_ids", "seeds", "summary"} with ``summary[metric]`` over the pooled seeds."""
+    groups = {}
+    for run_id, res in runs.items():
+        if example_of(run_id) != "vae_cluster" or res.get("stopped") or "-ablation" in run_id:
+            continue
+        cfg = {k: v for k, v in res["config"].items() if k not in ("n_seeds", "device", "quick")}
+        for ds in ("mnist", "fashion_mnist", "digits"):
+            if ds in res:
+                key = (ds, json.dumps(cfg, sort_keys=True))
+                groups.setdefault(key, []).extend((run_id, r) for r in res[ds]["runs"])
+    pooled = []
+    for (ds, cfg), members in groups.items():
+        if len(members) < 2:
+            continue
+        cfg = json.loads(cfg)
+        init = cfg.get("init", "default")
+        setup = f"{cfg['arch']}{'' if init == 'default' else f', {init.capitalize()} init'}, {cfg['epochs']} epochs"
+        summary = {m: {k: mean_std([r[m][k] for _, r in members]) for k in ("acc_majority", "acc_hungarian", "nmi")}
+                   for m in ("vae", "kmeans")}
+        pooled.append({"dataset": ds, "setup": setup, "run_ids": sorted({i for i, _ in members}),
+                       "seeds": sorted(r["seed"] for _, r in members), "summary": summary,
+                       "best": max(r["vae"]["acc_majority"] for _, r in members)})
+    return pooled
+
+
+def _pooled_when(runs, p):
+    metas = [runs[i].get("meta", {}) for i in p["run_ids"]]
+    dates = sorted(m.get("date", "?") for m in metas)
+    walls = ", ".join(f"{m['wall_seconds'] / 3600:.1f} h" for m in metas if m.get("wall_seconds"))
+    return f"{dates[0]} to {dates[-1]}, {metas[0].get('machine', '?')}, wall time per run {walls}"
+
+
+def pooled_vae_row(p):
+    """(metric, value) of a pooled ClusterVAE protocol."""
+    s = p["summary"]
+    return (f"{p['dataset']}: accuracy majority / Hungarian / NMI ({p['setup']}), **{len(p['seeds'])} seeds** "
+            f"({', '.join(map(str, p['seeds']))}) pooled",
+            f"{_pm(s['vae']['acc_majority'])} / {_pm(s['vae']['acc_hungarian'])} / {_pm(s['vae']['nmi'])}; best seed "
+            f"{p['best']:.3f} (k-means on pixels {s['kmeans']['acc_majority']['mean']:.3f})")
+
+
 def _dcgan_curve(log, share="confident_share", fid="fid"):
     return ", ".join(f"{p['epoch']}: {100 * p[share]:.1f} % / {p[fid]:.1f}" for p in log)
 
@@ -212,6 +258,11 @@ def results_table(runs):
             link = (_run_link(run_id, file="progress.json") + " (stopped)" if res.get("stopped")
                     else _run_link(run_id))
             lines.append(f"| `{ex}` | {link} | {metric} | {value} | {REFERENCE.get(ex, '')} | {_when(res)} |")
+    for p in pooled_vae(runs):
+        metric, value = pooled_vae_row(p)
+        links = ", ".join(_run_link(i) for i in p["run_ids"])
+        lines.append(f"| `vae_cluster` | {links} | {metric} | {value} | {REFERENCE['vae_cluster']} | "
+                     f"{_pooled_when(runs, p)} |")
     lines += ["", "Not re-run since the first version (their earlier numbers had no `results.json` behind them and "
               "are withdrawn until a run is committed under `docs/runs/`):", ""]
     lines += [f"- `{ex}`: {what}" for ex, what in NOT_RERUN.items() if ex not in seen]
@@ -240,11 +291,19 @@ def capsule_detail(runs):
 
 
 def glance(runs):
-    """One line per run, ablations (a run id containing "-ablation") left to the results page."""
-    lines = []
+    """One line per run, ablations (a run id containing "-ablation") left to the results page, and one line per
+    pooled ClusterVAE protocol in place of its runs' own."""
+    lines, pooled = [], pooled_vae(runs)
+    for p in pooled:
+        s = p["summary"]["vae"]
+        lines.append(f"- ClusterVAE clustering accuracy on {p['dataset']} ({p['setup']}, {len(p['seeds'])} seeds): "
+                     f"{_pm(s['acc_majority'])} majority label, {_pm(s['acc_hungarian'])} Hungarian, NMI "
+                     f"{_pm(s['nmi'])}; best seed {p['best']:.3f} "
+                     f"({', '.join(_run_link(i, True) for i in p['run_ids'])}; {_pooled_when(runs, p)}).")
+    in_pool = {i for p in pooled for i in p["run_ids"]}
     for run_id, res in runs.items():
         fmt = FORMATTERS.get(example_of(run_id))
-        if fmt is None or "-ablation" in run_id:
+        if fmt is None or "-ablation" in run_id or run_id in in_pool:
             continue
         text = fmt(run_id, res)[1]
         if text:
@@ -274,10 +333,23 @@ def runs_of(example):
     return section
 
 
+def vae_page(runs):
+    """The ClusterVAE page: the pooled protocols first, then every run."""
+    pooled = pooled_vae(runs)
+    head = []
+    if pooled:
+        head = ["Pooled over seeds (runs of one protocol that differ only in the seed):", "",
+                "| metric | measured | runs |", "|---|---|---|"]
+        head += [f"| {m} | {v} | {', '.join(f'[{i}](../runs/{i}/results.json)' for i in p['run_ids'])} |"
+                 for p in pooled for m, v in [pooled_vae_row(p)]]
+        head.append("")
+    return "\n".join(head + [runs_of("vae_cluster")(runs)])
+
+
 SECTIONS = {RESULTS_MD: {"table": results_table, "capsule": capsule_detail}, README: {"glance": glance},
             ROOT / "docs" / "derivations" / "gan.md": {"dcgan": runs_of("gan_dcgan")},
             ROOT / "docs" / "derivations" / "capsule.md": {"capsule-runs": runs_of("capsule_two_digits")},
-            ROOT / "docs" / "derivations" / "vae.md": {"vae": runs_of("vae_cluster")}}
+            ROOT / "docs" / "derivations" / "vae.md": {"vae": vae_page}}
 
 
 def render(text, name, body):

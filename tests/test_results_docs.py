@@ -90,3 +90,29 @@ def test_learning_curves_are_drawn_from_the_runs(tmp_path):
     written = gen_figures.learning_curves(runs, out)
     assert [p.name for p in written] == ["curves-dcgan.svg"]
     assert "<svg" in written[0].read_text()
+
+
+def _vae_run(seed, acc, init="glorot"):
+    curve = [{"epoch": 1, "loss": 1.0, "seconds": 60, "acc_majority": acc, "acc_hungarian": acc, "nmi": 0.7}]
+    row = {"seed": seed, "train_seconds": 60.0, "vae": {"acc_majority": acc, "acc_hungarian": acc - 0.05, "nmi": 0.7},
+           "kmeans": {"acc_majority": 0.59, "acc_hungarian": 0.52, "nmi": 0.5}, "curve": curve}
+    one = {"mean": acc, "std": 0.0}
+    return {"config": {"arch": "conv", "epochs": 50, "n_seeds": 1, "init": init, "lr": 1e-3, "quick": False},
+            "mnist": {"runs": [row], "summary": {"vae": {"acc_majority": one, "acc_hungarian": one, "nmi": one},
+                                                 "kmeans": {"acc_majority": one, "acc_hungarian": one, "nmi": one}}},
+            "meta": {"date": f"2026-12-02 1{seed}:00 UTC", "machine": "test", "command": "python x",
+                     "wall_seconds": 7200}}
+
+
+def test_seeds_run_as_separate_processes_are_pooled_into_one_mean_and_std():
+    """Three runs of one protocol that differ only in the seed give one mean ± sample std (and the best seed) on
+    every page; a run with other settings (here the init) is not pooled with them."""
+    runs = {"vae_cluster-conv-mnist": _vae_run(0, 0.80), "vae_cluster-conv-mnist-seed1": _vae_run(1, 0.76),
+            "vae_cluster-conv-mnist-seed2": _vae_run(2, 0.78), "vae_cluster-other": _vae_run(3, 0.5, init="default")}
+    pooled = gen_results.pooled_vae(runs)
+    assert len(pooled) == 1 and pooled[0]["seeds"] == [0, 1, 2] and pooled[0]["best"] == 0.80
+    assert "vae_cluster-other" not in pooled[0]["run_ids"]
+    pages = gen_results.generate(runs)
+    for path in (gen_results.RESULTS_MD, gen_results.README, gen_results.ROOT / "docs/derivations/vae.md"):
+        assert "0.780 ± 0.020" in pages[path], path.name
+    assert pages[gen_results.README].count("(docs/runs/vae_cluster-conv-mnist-seed1/") == 1  # pooled, not listed
