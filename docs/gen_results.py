@@ -121,7 +121,7 @@ def vae_rows(run_id, res):
             continue
         s = res[ds]["summary"]
         rows.append((f"{ds}: accuracy majority / Hungarian / NMI ({arch}, {cfg['epochs']} epochs, "
-                     f"{len(res[ds]['runs'])} seeds)",
+                     f"{len(res[ds]['runs'])} seed{'s' if len(res[ds]['runs']) > 1 else ''})",
                      f"{_pm(s['vae']['acc_majority'])} / {_pm(s['vae']['acc_hungarian'])} / {_pm(s['vae']['nmi'])} "
                      f"(k-means on pixels {s['kmeans']['acc_majority']['mean']:.3f})"))
         parts.append(f"{ds} {s['vae']['acc_majority']['mean']:.3f}")
