@@ -99,7 +99,8 @@ def learning_curves(runs_dir=None, out=IMG):
                 ip = res["in_progress"]
                 rows.append((ip["seed"], ip["dataset"], ip["curve"]))
             for seed, ds, c in rows:
-                vae.setdefault(ds, []).append((f"{run_id}: {ds}, seed {seed}", [p["epoch"] for p in c], [p["acc_majority"] for p in c]))
+                vae.setdefault(ds, []).append((f"{run_id}: {ds}, seed {seed}", [p["epoch"] for p in c],
+                                               [p["acc_majority"] for p in c]))
         elif ex == "gan_dcgan":
             c = [p for p in res.get("log", res.get("progress", [])) if "confident_share" in p]
             dcgan.append((run_id, [p["epoch"] for p in c], [p["confident_share"] for p in c]))

@@ -44,6 +44,9 @@ NOT_RERUN = {
     "gan_dcgan": "generated digits classified with confidence > 0.9",
 }
 
+# Settings that files written before the setting existed leave out, at the value those runs used.
+CONFIG_DEFAULTS = {"vae_cluster": {"init": "default", "with_val": False}}
+
 
 def load_runs(runs_dir=RUNS):
     """{run id: results} for every docs/runs/RUN/results.json, and for every run that was stopped before its end
@@ -111,11 +114,18 @@ def _vae_curve(curve):
     return ", ".join(f"{p['epoch']}: {p['acc_majority']:.3f}" for p in curve)
 
 
+def _vae_arch(cfg):
+    """"conv, Glorot init, 60,000 training images": the model and what it was trained on."""
+    cfg = {**CONFIG_DEFAULTS["vae_cluster"], **cfg}
+    init = "" if cfg["init"] == "default" else f", {cfg['init'].capitalize()} init"
+    images = f", {cfg['n_train']:,} training images" if "n_train" in cfg else ""
+    return f"{cfg['arch']}{init}{images}"
+
+
 def vae_rows(run_id, res):
     """Rows per data set: the mean over seeds of a finished run, or the last epoch of a stopped one."""
     rows, parts, cfg = [], [], res["config"]
-    init = cfg.get("init", "default")
-    arch = cfg["arch"] if init == "default" else f"{cfg['arch']}, {init.capitalize()} init"
+    arch = _vae_arch(cfg)
     for ds in ("mnist", "fashion_mnist", "digits"):
         if ds not in res:
             continue
@@ -147,7 +157,8 @@ def pooled_vae(runs):
     for run_id, res in runs.items():
         if example_of(run_id) != "vae_cluster" or res.get("stopped") or "-ablation" in run_id:
             continue
-        cfg = {k: v for k, v in res["config"].items() if k not in ("n_seeds", "device", "quick")}
+        cfg = {k: v for k, v in {**CONFIG_DEFAULTS["vae_cluster"], **res["config"]}.items()
+               if k not in ("n_seeds", "device", "quick")}
         for ds in ("mnist", "fashion_mnist", "digits"):
             if ds in res:
                 key = (ds, json.dumps(cfg, sort_keys=True))
@@ -157,8 +168,7 @@ def pooled_vae(runs):
         if len(members) < 2:
             continue
         cfg = json.loads(cfg)
-        init = cfg.get("init", "default")
-        setup = f"{cfg['arch']}{'' if init == 'default' else f', {init.capitalize()} init'}, {cfg['epochs']} epochs"
+        setup = f"{_vae_arch(cfg)}, {cfg['epochs']} epochs"
         summary = {m: {k: mean_std([r[m][k] for _, r in members]) for k in ("acc_majority", "acc_hungarian", "nmi")}
                    for m in ("vae", "kmeans")}
         pooled.append({"dataset": ds, "setup": setup, "run_ids": sorted({i for i, _ in members}),

@@ -187,10 +187,11 @@ def save_figure(fig, path, dpi=110):
     return str(path)
 
 
-def load_or_digits(name):
+def load_or_digits(name, with_val=False):
     """(X_train, y_train, X_test, y_test, name used) from ``minigrad.data.load_<name>`` (mnist, fashion_mnist,
     digits), fetched into the cache if need be; scikit-learn's 8×8 digits, with a printed notice, when that data set
-    cannot be had (offline)."""
+    cannot be had (offline). ``with_val=True`` appends the validation split to the training images (MNIST and
+    Fashion-MNIST: all 60,000, as Keras' loaders give them)."""
     from minigrad import data
     try:
         d = data.load_digits() if name == "digits" else getattr(data, f"load_{name}")(download=True)
@@ -199,6 +200,8 @@ def load_or_digits(name):
             raise
         print(f"notice: {name} is not available ({type(e).__name__}: {e}); falling back to the 8x8 digits")
         name, d = "digits", data.load_digits()
+    if with_val and "val" in d:
+        return (*(np.concatenate(pair) for pair in zip(d["train"], d["val"])), *d["test"], name)
     return (*d["train"], *d["test"], name)
 
 

@@ -8,8 +8,9 @@ NMI — next to k-means on raw pixels (fitted on the same training images), over
 To stay within a few minutes per dataset and seed on a CPU: an MLP encoder/decoder by default (``--arch conv``
 is the seed's convolutional model, with ``--init glorot`` for the seed's Keras initialisation; its cost per epoch
 against the same model in PyTorch is measured in docs/benchmarks/vae.md: its 50 epochs take hours), 30 epochs
-(the recipe trains 50), and ``n_train`` (default: the whole 50k training split) to subsample further; the settings
-are printed and saved with the results.
+(the recipe trains 50), and ``n_train`` (default: all the training images) to subsample further;
+``--with-val`` trains on all 60k training images (the training and validation splits), as the seed's script does.
+The settings are printed and saved with the results.
 A full run scores the test split after every epoch (``progress.json``) and keeps a checkpoint per data set and
 seed in its output folder: the same command started again resumes where a stopped run ended.
 """
@@ -172,18 +173,19 @@ def save_cluster_samples(model, pred, labels, path, n_per_cluster=10, class_name
 
 
 def run(device="cpu", quick=False, out_dir=None, seed=0, datasets=("mnist", "fashion_mnist"), n_seeds=3,
-        n_train=50000, epochs=30, arch="mlp", latent_dim=20, hidden=256, recon_weight=2.5, lr=1e-3, means_lr=1e-2,
-        K=10, init="default", **kw):
+        n_train=None, epochs=30, arch="mlp", latent_dim=20, hidden=256, recon_weight=2.5, lr=1e-3, means_lr=1e-2,
+        K=10, init="default", with_val=False, **kw):
     """Train a ClusterVAE per (dataset, seed), score it and k-means on the test split; returns the metrics."""
     out_dir = output_dir(out_dir, NAME)
+    n_train = n_train or (60000 if with_val else 50000)
     if quick:
         n_seeds, n_train, epochs = 1, 300, 1
     config = {"n_train": n_train, "epochs": epochs, "n_seeds": n_seeds, "arch": arch, "latent_dim": latent_dim,
               "hidden": hidden, "recon_weight": recon_weight, "lr": lr, "means_lr": means_lr, "batch_size": 100,
-              "init": init, "K": K, "device": device, "quick": quick}
+              "init": init, "with_val": with_val, "K": K, "device": device, "quick": quick}
     metrics, details = {}, {"config": config}
     for name in datasets:
-        Xtr_all, ytr_all, Xte, yte, used = load(name)
+        Xtr_all, ytr_all, Xte, yte, used = load(name, with_val=with_val)
         if quick:
             Xte, yte = Xte[:300], yte[:300]
         n = min(n_train, len(Xtr_all))
@@ -250,7 +252,10 @@ def main(argv=None):
     ap = parser(DESCRIPTION)
     ap.add_argument("--datasets", default="mnist,fashion_mnist")
     ap.add_argument("--n-seeds", type=int, default=3)
-    ap.add_argument("--n-train", type=int, default=50000)
+    ap.add_argument("--n-train", type=int, default=None,
+                    help="train on a random subsample of this many images (default: all of the training images)")
+    ap.add_argument("--with-val", action="store_true",
+                    help="train on the validation split too: all 60,000 training images, as the seed's script")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--arch", default="mlp", choices=["mlp", "conv"])
     ap.add_argument("--recon-weight", type=float, default=2.5)
@@ -260,7 +265,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
     return run(a.device, a.quick, a.out, a.seed, datasets=tuple(a.datasets.split(",")), n_seeds=a.n_seeds,
                n_train=a.n_train, epochs=a.epochs, arch=a.arch, recon_weight=a.recon_weight, means_lr=a.means_lr,
-               init=a.init)
+               init=a.init, with_val=a.with_val)
 
 
 if __name__ == "__main__":

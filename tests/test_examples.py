@@ -205,3 +205,25 @@ def test_glorot_init_is_keras_default_and_part_of_a_checkpoints_settings(tmp_pat
         train_cluster_vae(X, 3, 0, "cpu", 2, checkpoint=ckpt, **kw)
     with pytest.raises(ValueError, match="init must be"):
         train_cluster_vae(X, 3, 0, "cpu", 1, init="he", **kw)
+
+
+def test_with_val_trains_on_all_60000_training_images_as_the_seed(tmp_path, monkeypatch):
+    """``--with-val`` appends the validation split: MNIST's 50k training images, then its 10k validation ones, as
+    Keras' loader gives all 60k; the default keeps the 50k split, and the choice is recorded in the config."""
+    from examples.common import load_or_digits
+    from examples.vae_cluster import main as vae_main
+    pytest.importorskip("matplotlib", reason="examples need the 'examples' extra")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    try:
+        Xtr, ytr, Xte, yte, used = load_or_digits("mnist", with_val=True)
+    except DatasetNotFound:
+        pytest.skip(DOWNLOAD_FAILED)
+    if used != "mnist":
+        pytest.skip(DOWNLOAD_FAILED)
+    X50, y50 = load_or_digits("mnist")[:2]
+    assert Xtr.shape == (60000, 1, 28, 28) and ytr.shape == (60000,) and Xte.shape[0] == 10000
+    assert len(X50) == 50000 and (Xtr[:50000] == X50).all() and (ytr[:50000] == y50).all()
+    assert np.bincount(ytr[50000:], minlength=10).min() > 800       # the validation images, every class
+    vae_main(["--quick", "--with-val", "--datasets", "mnist", "--out", str(tmp_path)])
+    config = json.loads((tmp_path / "results.json").read_text())["config"]
+    assert config["with_val"] is True
