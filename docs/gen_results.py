@@ -152,7 +152,8 @@ def vae_rows(run_id, res):
 def pooled_vae(runs):
     """Finished ClusterVAE runs of one protocol (equal settings but the seed; ablations left out), pooled per data
     set when they hold two or more seeds: seeds run as separate processes give one mean ± std. A list of
-    {"dataset", "setup", "run_ids", "seeds", "summary"} with ``summary[metric]`` over the pooled seeds."""
+    {"dataset", "setup", "run_ids", "seeds", "summary", "best"}: ``summary[model][metric]`` is the mean and sample
+    std over the pooled seeds, ``best`` the best seed's majority-label accuracy."""
     groups = {}
     for run_id, res in runs.items():
         if example_of(run_id) != "vae_cluster" or res.get("stopped") or "-ablation" in run_id:
