@@ -27,6 +27,7 @@ DERIVATION_FIGURES = {
     "gan-dcgan-samples.png": ("gan_dcgan", "dcgan_samples.png"),
     "margin-embedding-2d.png": ("margin_images", "embedding_2d.png"),
     "vae-samples-mnist.png": ("vae_cluster", "samples_mnist.png"),
+    "vae-samples-fashion.png": ("vae_cluster", "samples_fashion_mnist.png"),
 }
 
 
