@@ -182,7 +182,8 @@ def _pooled_when(runs, p):
     metas = [runs[i].get("meta", {}) for i in p["run_ids"]]
     dates = sorted(m.get("date", "?") for m in metas)
     walls = ", ".join(f"{m['wall_seconds'] / 3600:.1f} h" for m in metas if m.get("wall_seconds"))
-    return f"{dates[0]} to {dates[-1]}, {metas[0].get('machine', '?')}, wall time per run {walls}"
+    machines = " / ".join(dict.fromkeys(m.get("machine", "?") for m in metas))
+    return f"{dates[0]} to {dates[-1]}, {machines}, wall time per run {walls}"
 
 
 def pooled_vae_row(p):
