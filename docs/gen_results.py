@@ -9,10 +9,9 @@ run say so ("not re-run") and carry no number. ``python -m docs.gen_results`` re
 import argparse
 import json
 import re
+import statistics
 import sys
 from pathlib import Path
-
-from examples.common import mean_std
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / "docs" / "runs"
@@ -149,6 +148,12 @@ def vae_rows(run_id, res):
     return rows, f"ClusterVAE clustering accuracy ({arch}): " + ", ".join(parts)
 
 
+def _mean_std(values):
+    """Mean and sample std of two or more numbers, as the examples' ``mean_std`` gives them (the standard library's,
+    so that ``python docs/gen_figures.py`` runs without the repository on the import path)."""
+    return {"mean": statistics.mean(values), "std": statistics.stdev(values)}
+
+
 def pooled_vae(runs):
     """Finished ClusterVAE runs of one protocol (equal settings but the seed; ablations left out), pooled per data
     set when they hold two or more seeds: seeds run as separate processes give one mean ± std. A list of
@@ -170,7 +175,7 @@ def pooled_vae(runs):
             continue
         cfg = json.loads(cfg)
         setup = f"{_vae_arch(cfg)}, {cfg['epochs']} epochs"
-        summary = {m: {k: mean_std([r[m][k] for _, r in members]) for k in ("acc_majority", "acc_hungarian", "nmi")}
+        summary = {m: {k: _mean_std([r[m][k] for _, r in members]) for k in ("acc_majority", "acc_hungarian", "nmi")}
                    for m in ("vae", "kmeans")}
         pooled.append({"dataset": ds, "setup": setup, "run_ids": sorted({i for i, _ in members}),
                        "seeds": sorted(r["seed"] for _, r in members), "summary": summary,
