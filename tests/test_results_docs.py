@@ -1,6 +1,7 @@
 """docs/results.md and the README's "Results at a glance" are exactly what docs/gen_results.py makes of the
 committed runs under docs/runs/ (no number typed by hand), and the generator really reads the runs."""
 import json
+import re
 
 import pytest
 
@@ -10,6 +11,28 @@ from docs import gen_results
 def test_docs_match_committed_runs():
     for path, text in gen_results.generate().items():
         assert path.read_text() == text, f"{path.name} disagrees with docs/runs/: run python -m docs.gen_results"
+
+
+def _outside_generated_blocks(text):
+    """The prose: without the generated blocks (results, the demo's table), code and version numbers."""
+    text = re.sub(r"<!-- results:(\w+):begin -->.*?<!-- results:\1:end -->", "", text, flags=re.S)
+    text = re.sub(r"<!-- demo-table:start -->.*?<!-- demo-table:end -->", "", text, flags=re.S)
+    text = re.sub(r"```.*?```|`[^`]*`", "", text, flags=re.S)
+    return re.sub(r"(Python|NumPy|torch) \d+(\.\d+)*(,? (or )?\d+\.\d+)*", "", text)
+
+
+def test_no_measured_number_is_typed_by_hand_outside_the_generated_blocks():
+    """A decimal, a percentage or a ± outside the markers would be a result nobody regenerates."""
+    for path in (gen_results.RESULTS_MD, gen_results.README):
+        prose = _outside_generated_blocks(path.read_text())
+        typed = re.findall(r"\d+\.\d+|\d+ ?%|±", prose)
+        assert not typed, f"{path.name}: numbers typed by hand outside the generated blocks: {typed[:10]}"
+
+
+def test_the_hand_typed_number_check_can_fail():
+    text = ("<!-- results:t:begin -->0.91 ± 0.02<!-- results:t:end -->\n`f(0.5)` on Python 3.10 or 3.11"
+            " reaches 0.83.\n")
+    assert re.findall(r"\d+\.\d+", _outside_generated_blocks(text)) == ["0.83"]
 
 
 def test_every_committed_run_is_complete():
