@@ -64,12 +64,30 @@ def _pm(ms, digits=3):
     return f"{ms['mean']:.{digits}f} ± {ms['std']:.{digits}f}"
 
 
+def _duration(secs):
+    return f"{secs / 3600:.1f} h" if secs and secs >= 3600 else f"{secs / 60:.0f} min" if secs else "?"
+
+
+def _epoch_seconds(res):
+    """The seconds of every epoch on the learning curves in ``res``, summed (0 without curves)."""
+    if isinstance(res, dict):
+        own = sum(p.get("seconds", 0) for p in res.get("curve", []) if isinstance(p, dict))
+        return own + sum(_epoch_seconds(v) for k, v in res.items() if k != "curve")
+    return sum(_epoch_seconds(v) for v in res) if isinstance(res, list) else 0
+
+
 def _when(res):
+    """Date, machine and wall time of a run; a resumed run says so, and what its epochs took in all when its
+    checkpoints predate the recording of earlier processes' time."""
     m = res.get("meta", {})
     secs = m.get("wall_seconds", res.get("seconds"))
-    wall = f"{secs / 3600:.1f} h" if secs and secs >= 3600 else f"{secs / 60:.0f} min" if secs else "?"
+    wall = f"{_duration(secs)} wall time"
+    if m.get("earlier_processes_seconds"):
+        wall += f" (resumed: {_duration(m['earlier_processes_seconds'])} of it in earlier processes)"
+    elif secs and _epoch_seconds(res) > 1.1 * secs:
+        wall = f"{wall} since it was last resumed, its epochs {_duration(_epoch_seconds(res))} in all"
     load = f", load average {m['load_average'][1]} at the end" if m.get("load_average") else ""
-    return f"{m.get('date', '?')}, {m.get('machine', '?')}, {wall} wall time{load}"
+    return f"{m.get('date', '?')}, {m.get('machine', '?')}, {wall}{load}"
 
 
 def _command(res):
@@ -186,7 +204,8 @@ def pooled_vae(runs):
 def _pooled_when(runs, p):
     metas = [runs[i].get("meta", {}) for i in p["run_ids"]]
     dates = sorted(m.get("date", "?") for m in metas)
-    walls = ", ".join(f"{m['wall_seconds'] / 3600:.1f} h" for m in metas if m.get("wall_seconds"))
+    walls = ", ".join(f"{max(m['wall_seconds'], _epoch_seconds(runs[i])) / 3600:.1f} h"
+                      for i, m in zip(p["run_ids"], metas) if m.get("wall_seconds"))
     machines = " / ".join(dict.fromkeys(m.get("machine", "?") for m in metas))
     return f"{dates[0]} to {dates[-1]}, {machines}, wall time per run {walls}"
 

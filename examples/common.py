@@ -72,6 +72,7 @@ def output_dir(out_dir, name):
 
 
 _STARTED = time.time()                                     # this module is imported when an example starts
+_CHECKPOINT_CLOCKS = {}         # checkpoint path -> (seconds spent on it by earlier processes, when this one took over)
 
 
 def cpu_model():
@@ -87,12 +88,15 @@ def cpu_model():
 
 def run_meta():
     """Where and when a result was measured: date (UTC), machine, CPU count, Python and NumPy versions, the
-    command line and the wall time since the example started."""
+    command line and the wall time: since the example started, plus what earlier processes of a resumed run spent
+    (``earlier_processes_seconds``, carried by the checkpoints)."""
     cpu = cpu_model()
+    earlier = sum(before for before, _ in _CHECKPOINT_CLOCKS.values())
     return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores ({cpu})",
             "python": platform.python_version(), "numpy": np.__version__,
-            "command": command_line(), "wall_seconds": round(time.time() - _STARTED, 1),
+            "command": command_line(), "wall_seconds": round(time.time() - _STARTED + earlier, 1),
+            **({"earlier_processes_seconds": round(earlier, 1)} if earlier else {}),
             "load_average": [round(x, 1) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None}
 
 
@@ -129,10 +133,12 @@ def checkpoint_generators(device, **generators):
 
 def save_checkpoint(path, settings, epoch, objects, generators, **extra):
     """Write a training checkpoint to ``path``: ``settings`` (a string the resuming run must match), ``epoch``,
-    the state_dict of each of ``objects`` (name → model, optimizer, EMA), each generator's state and ``extra``."""
+    the state_dict of each of ``objects`` (name → model, optimizer, EMA), each generator's state, ``extra`` and
+    the seconds spent on it so far, by this process and the earlier ones it resumed."""
+    before, since = _CHECKPOINT_CLOCKS.get(str(path), (0.0, _STARTED))
     mg.save({"settings": settings, "epoch": epoch, "objects": {k: o.state_dict() for k, o in objects.items()},
-             "generators": {k: json.dumps(g.bit_generator.state) for k, g in generators.items()}, "extra": extra},
-            path)
+             "generators": {k: json.dumps(g.bit_generator.state) for k, g in generators.items()}, "extra": extra,
+             "seconds": before + time.time() - since}, path)
 
 
 def resume_checkpoint(path, settings, device, objects, generators, who):
@@ -140,6 +146,8 @@ def resume_checkpoint(path, settings, device, objects, generators, who):
     extra), or (0, None) when ``path`` is None or missing. A checkpoint of other settings is an error (``who``
     names the caller)."""
     if path is None or not Path(path).exists():
+        if path is not None:
+            _CHECKPOINT_CLOCKS[str(path)] = (0.0, time.time())
         return 0, None
     state = mg.load(path, device=device)
     if state["settings"] != settings:
@@ -150,6 +158,7 @@ def resume_checkpoint(path, settings, device, objects, generators, who):
     for k, g in generators.items():
         if k in state["generators"]:
             g.bit_generator.state = json.loads(state["generators"][k])
+    _CHECKPOINT_CLOCKS[str(path)] = (float(state.get("seconds", 0.0)), time.time())
     return int(state["epoch"]), state["extra"]
 
 

@@ -1,6 +1,7 @@
 """Every example runs in --quick mode through the launcher and writes its results.json (CI smoke test)."""
 import json
 import os
+import types
 
 import numpy as np
 import pytest
@@ -123,6 +124,24 @@ def test_a_stopped_cluster_vae_resumes_from_its_checkpoint_exactly(tmp_path):
         np.testing.assert_allclose(mg.tensor(a).numpy(), mg.tensor(b).numpy(), rtol=1e-5, atol=1e-7, err_msg=name)
     with pytest.raises(ValueError, match="written with the settings"):
         train_cluster_vae(X, 4, 0, "cpu", 2, log=lambda *a, **k: None, checkpoint=ckpt, **kw)
+
+
+def test_a_resumed_run_counts_the_time_of_the_processes_before_it(tmp_path, monkeypatch):
+    """The checkpoint carries the seconds spent on it; the wall time of the run that resumes it adds them, and
+    says how much came from earlier processes."""
+    from examples import common
+    import minigrad as mg
+    clock = iter([1000.0, 1100.0, 5000.0, 5030.0])   # first process: 100 s; second: 30 s after taking over
+    monkeypatch.setattr(common, "time", types.SimpleNamespace(time=lambda: next(clock)))
+    monkeypatch.setattr(common, "_CHECKPOINT_CLOCKS", {})
+    path, model = tmp_path / "ckpt.mg", mg.nn.Linear(2, 1)
+    assert common.resume_checkpoint(path, "s", "cpu", {"model": model}, {}, "t") == (0, None)
+    common.save_checkpoint(path, "s", 1, {"model": model}, {})
+    monkeypatch.setattr(common, "_CHECKPOINT_CLOCKS", {})           # a new process
+    monkeypatch.setattr(common, "_STARTED", 4990.0)
+    assert common.resume_checkpoint(path, "s", "cpu", {"model": model}, {}, "t")[0] == 1
+    meta = common.run_meta()
+    assert meta["earlier_processes_seconds"] == 100.0 and meta["wall_seconds"] == 5030.0 - 4990.0 + 100.0
 
 
 def test_a_stopped_dcgan_resumes_from_its_checkpoint_and_trains_on(tmp_path, monkeypatch):

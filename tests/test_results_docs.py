@@ -139,3 +139,12 @@ def test_seeds_run_as_separate_processes_are_pooled_into_one_mean_and_std():
     for path in (gen_results.RESULTS_MD, gen_results.README, gen_results.ROOT / "docs/derivations/vae.md"):
         assert "0.780 ± 0.020" in pages[path], path.name
     assert pages[gen_results.README].count("(docs/runs/vae_cluster-conv-mnist-seed1/") == 1  # pooled, not listed
+
+
+def test_a_resumed_run_states_the_time_of_all_its_processes():
+    meta = {"date": "d", "machine": "m", "wall_seconds": 600.0}
+    curve = {"in_progress": {"curve": [{"epoch": e, "seconds": 3600.0} for e in (1, 2)]}}
+    assert "10 min wall time since it was last resumed, its epochs 2.0 h in all" in gen_results._when(
+        {**curve, "meta": meta})
+    told = {**meta, "wall_seconds": 7800.0, "earlier_processes_seconds": 7200.0}
+    assert "2.2 h wall time (resumed: 2.0 h of it in earlier processes)" in gen_results._when({**curve, "meta": told})
