@@ -25,6 +25,8 @@ REFERENCE = {
     "gan_dcgan": "asked: ≥ 70 % (real test digits ≈ 84 %)",
     "gan_dirac": "Su's ODE analysis: vanilla and WGAN orbit at √2; zero-centred penalties and R1 converge",
     "cnn_digits": "asked: ≥ 0.97",
+    "attention_order": "Su / Vaswani et al.: attention alone is blind to order; positions make it learnable",
+    "gan_ring": "zero-centred penalty (R1) and cascading rejection against mode collapse",
 }
 
 # Examples whose earlier numbers (2026-11-24) have no results.json behind them: listed without numbers until
@@ -270,9 +272,26 @@ def dirac_rows(run_id, res):
             f"Dirac-GAN, distance to the equilibrium at T = {res['T']:g} (ODE): {final}")
 
 
+def attention_order_rows(run_id, res):
+    cfg = res["config"]
+    per = ", ".join(f"{k} {v['sequence_accuracy']:.3f} / {v['token_accuracy']:.3f}" for k, v in res["runs"].items())
+    setup = (f"{cfg['task']} {cfg['length']} digits, {cfg['steps']} steps, {cfg['layers']} layers, "
+             f"d = {cfg['d_model']}, {cfg['n_test']:,} test sequences")
+    return ([(f"test sequence / token accuracy per position encoding ({setup})", per)],
+            f"Attention with and without positions ({setup}): test sequence / token accuracy {per}")
+
+
+def gan_ring_rows(run_id, res):
+    per = ", ".join(f"{k} {v['modes_mean']:.2f} ± {v['modes_std']:.2f} / {100 * v['hq_mean']:.1f} %"
+                    for k, v in res["table"].items())
+    setup = f"{res['seeds']} seed(s), {res['steps']} steps, batch {res['batch']}"
+    return ([(f"modes covered (of 8) / high-quality share, mean ± std ({setup})", per)],
+            f"GAN on a ring of 8 Gaussians, modes covered / high-quality share ({setup}): {per}")
+
+
 FORMATTERS = {"capsule_two_digits": capsule_rows, "cnn_digits": cnn_rows, "vae_cluster": vae_rows,
-              "gan_dcgan": dcgan_rows,
-              "gan_dirac": dirac_rows}
+              "gan_dcgan": dcgan_rows, "gan_dirac": dirac_rows, "attention_order": attention_order_rows,
+              "gan_ring": gan_ring_rows}
 
 
 def example_of(run_id):
@@ -383,7 +402,8 @@ def vae_page(runs):
 
 
 SECTIONS = {RESULTS_MD: {"table": results_table, "capsule": capsule_detail}, README: {"glance": glance},
-            ROOT / "docs" / "derivations" / "gan.md": {"dcgan": runs_of("gan_dcgan")},
+            ROOT / "docs" / "derivations" / "gan.md": {"dcgan": runs_of("gan_dcgan"), "ring": runs_of("gan_ring")},
+            ROOT / "docs" / "derivations" / "attention.md": {"attention-order": runs_of("attention_order")},
             ROOT / "docs" / "derivations" / "capsule.md": {"capsule-runs": runs_of("capsule_two_digits")},
             ROOT / "docs" / "derivations" / "vae.md": {"vae": vae_page}}
 

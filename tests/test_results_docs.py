@@ -148,3 +148,18 @@ def test_a_resumed_run_states_the_time_of_all_its_processes():
         {**curve, "meta": meta})
     told = {**meta, "wall_seconds": 7800.0, "earlier_processes_seconds": 7200.0}
     assert "2.2 h wall time (resumed: 2.0 h of it in earlier processes)" in gen_results._when({**curve, "meta": told})
+
+
+def test_attention_order_and_ring_runs_become_rows_with_their_numbers():
+    meta = {"date": "d", "machine": "m", "command": "c", "wall_seconds": 60.0}
+    order = {"config": {"task": "reverse", "length": 16, "steps": 1500, "layers": 2, "d_model": 64, "n_test": 5000},
+             "runs": {"none": {"sequence_accuracy": 0.0, "token_accuracy": 0.2413},
+                      "sinusoidal": {"sequence_accuracy": 0.9987, "token_accuracy": 0.9999}}, "meta": meta}
+    ring = {"seeds": 3, "steps": 3000, "batch": 256, "meta": meta,
+            "table": {"baseline": {"modes_mean": 2.0, "modes_std": 0.8165, "hq_mean": 0.467},
+                      "r1": {"modes_mean": 7.6667, "modes_std": 0.4714, "hq_mean": 0.786}}}
+    docs = gen_results.generate({"attention_order": order, "gan_ring": ring})
+    table = docs[gen_results.RESULTS_MD]
+    assert "none 0.000 / 0.241, sinusoidal 0.999 / 1.000" in table
+    assert "baseline 2.00 ± 0.82 / 46.7 %, r1 7.67 ± 0.47 / 78.6 %" in table
+    assert "`attention_order`" not in table.split("Not re-run since the first version")[1].split("<!--")[0]
