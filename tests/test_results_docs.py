@@ -163,3 +163,23 @@ def test_attention_order_and_ring_runs_become_rows_with_their_numbers():
     assert "none 0.000 / 0.241, sinusoidal 0.999 / 1.000" in table
     assert "baseline 2.00 ± 0.82 / 46.7 %, r1 7.67 ± 0.47 / 78.6 %" in table
     assert "`attention_order`" not in table.split("Not re-run since the first version")[1].split("<!--")[0]
+
+
+def test_crf_margin_and_sentiment_runs_become_rows_with_their_numbers():
+    meta = {"date": "d", "machine": "m", "command": "c", "wall_seconds": 60.0}
+    crf = {"task": "ner", "unit": "entity", "train_sentences": 17536, "test_sentences": 1948, "epochs": 3,
+           "encoder": "conv", "meta": meta,
+           "models": {"softmax": {"f1": 0.80461, "illegal_transition_share": 0.00301},
+                      "crf": {"f1": 0.88983, "illegal_transition_share": 0.00005}}}
+    images = {"dataset": "mnist", "seen_classes": list(range(7)), "config": {"epochs": 5}, "meta": meta,
+              "losses": {"am": {"top1": 0.9391, "mAP": 0.7012}}, "pixel_baseline": {"top1": 0.979, "mAP": 0.51}}
+    sentences = {"test_groups": 24, "test_sentences": 1300, "config": {"epochs": 8}, "meta": meta,
+                 "losses": {"softmax": {"sentence": {"top1": 0.612}}, "am": {"sentence": {"top1": 0.655}}}}
+    sentiment = {"n_train": 28000, "n_test": 3512, "test_accuracy": 0.8157, "naive_bayes_test_accuracy": 0.77,
+                 "best_epoch": 5, "config": {"epochs": 6, "layers": 2, "d_model": 64}, "meta": meta}
+    table = gen_results.generate({"crf_segmentation-ner": crf, "margin_images": images,
+                                  "margin_sentences": sentences, "attention_sentiment": sentiment})
+    table = table[gen_results.RESULTS_MD]
+    assert "softmax 0.8046 (0.301 %), crf 0.8898 (0.005 %)" in table
+    assert "am 0.939 / 0.701 (raw pixels 0.979 / 0.510)" in table and "softmax 0.612, am 0.655" in table
+    assert "0.8157 (naive Bayes 0.7700; best validation epoch 5)" in table
