@@ -315,7 +315,8 @@ def crf_rows(run_id, res):
     per = ", ".join(f"{k} {v['f1']:.4f} ({100 * v['illegal_transition_share']:.3g} %)"
                     for k, v in res["models"].items())
     setup = (f"People's Daily {res['task']}, {res['train_sentences']:,} training / {res['test_sentences']:,} "
-             f"held-out sentences, {res['epochs']} epochs, {res['encoder']} encoder")
+             f"held-out sentences, {res['epochs']} epochs, "
+             f"{'no-context' if res['encoder'] == 'none' else res['encoder']} encoder")
     return ([(f"{res['unit']} F1 (illegal tag pairs) per model ({setup})", per)],
             f"CRF vs softmax ({setup}), {res['unit']} F1 (illegal tag pairs): {per}")
 
@@ -359,9 +360,10 @@ def results_table(runs):
         links = ", ".join(_run_link(i) for i in p["run_ids"])
         lines.append(f"| `vae_cluster` | {links} | {metric} | {value} | {REFERENCE['vae_cluster']} | "
                      f"{_pooled_when(runs, p)} |")
-    lines += ["", "Not re-run since the first version (their earlier numbers had no `results.json` behind them and "
-              "are withdrawn until a run is committed under `docs/runs/`):", ""]
-    lines += [f"- `{ex}`: {what}" for ex, what in NOT_RERUN.items() if ex not in seen]
+    missing = [f"- `{ex}`: {what}" for ex, what in NOT_RERUN.items() if ex not in seen]
+    if missing:
+        lines += ["", "Not re-run since the first version (their earlier numbers had no `results.json` behind them "
+                  "and are withdrawn until a run is committed under `docs/runs/`):", "", *missing]
     return "\n".join(lines)
 
 
