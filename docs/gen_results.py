@@ -476,10 +476,60 @@ def generate(runs=None):
     return out
 
 
+# Pages a benchmark script writes whole (docs/benchmarks/attention.md keeps a hand-written reading, so it is checked).
+GENERATED_PAGES = [ROOT / "docs" / "benchmarks" / f"{n}.md" for n in ("before-after", "capsule", "crf", "func", "rnn",
+                                                                      "vae")]
+# The blocks a script writes: this module's results, the README demo's table, the benchmark and testing pages'
+# generated sections (benchmarks/, docs/gen_*.py, scripts/reliability.py). "notes" is hand-written, so it is checked.
+GENERATED_BLOCKS = ("results:[\\w-]+", "demo-table", "before-after", "distributed", "func", "bench", "reliability",
+                    "mutation", "jaccost", "diraceig", "accuracy")
+_BLOCK = re.compile(r"<!-- (%s):(?:begin|start) -->.*?<!-- \1:end -->" % "|".join(GENERATED_BLOCKS), flags=re.S)
+_PROSE_ONLY = [_BLOCK, re.compile(r"```.*?```|`[^`\n]*`", flags=re.S),      # generated blocks, code
+               re.compile(r"\$\$.*?\$\$|\$[^$\n]*\$", flags=re.S),             # math: constants and settings
+               re.compile(r"\]\([^)]*\)"),                                     # link targets
+               re.compile(r"(Python|NumPy|torch|PyTorch|CuPy|Linux) \d+(\.\d+)*(,? (or |and )?\d+\.\d+)*")]
+_MEASURED = re.compile(r"\d+(?:\.\d+)?×(?!\d)|\b\d+(?:\.\d+)? ?(?:s|min|ms|µs|h)\b|\d+(?:\.\d+)? ?%|\d+\.\d+|±")
+
+
+def typed_numbers(text):
+    """(line, number) for every measured-looking number in ``text`` that no generator writes: a decimal, a
+    percentage, a ±, a duration or a speed-up ratio outside the generated blocks, code, math and version strings.
+    Settings are written as math (``$\\lambda = 2.5$``) or code, so what is left in the prose is a measurement."""
+    def blank(m):
+        return re.sub(r"[^\n]", " ", m.group(0))
+    for pattern in _PROSE_ONLY:
+        text = pattern.sub(blank, text)
+    return [(text.count("\n", 0, m.start()) + 1, m.group(0)) for m in _MEASURED.finditer(text)]
+
+
+def hand_written(path):
+    """The text of ``path`` a person writes: docs/benchmarks.md is the benchmark run's output but for its "notes"
+    (the other pages it copies are checked on their own), so only those are kept, line numbers unchanged."""
+    text = Path(path).read_text()
+    if Path(path).resolve() != ROOT / "docs" / "benchmarks.md":
+        return text
+    notes = re.search(r"<!-- notes:start -->.*?<!-- notes:end -->", text, flags=re.S)
+    span = (notes.start(), notes.end()) if notes else (0, 0)
+    return "".join(c if span[0] <= i < span[1] or c == "\n" else " " for i, c in enumerate(text))
+
+
+def doc_pages():
+    """Every page a reader sees (README and docs/), less the pages a benchmark run writes whole."""
+    return [README] + sorted(p for p in (ROOT / "docs").rglob("*.md") if p not in GENERATED_PAGES)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m docs.gen_results", description=__doc__.split("\n")[0])
     ap.add_argument("--check", action="store_true", help="exit 1 if a file is not what the runs give")
+    ap.add_argument("--typed", nargs="*", metavar="PAGE",
+                    help="list the numbers typed by hand in these pages (default: every page) and exit 1 if any")
     args = ap.parse_args(argv)
+    if args.typed is not None:
+        found = [(Path(p).resolve(), line, n) for p in (args.typed or doc_pages())
+                 for line, n in typed_numbers(hand_written(p))]
+        for path, line, n in found:
+            print(f"{path.relative_to(ROOT)}:{line}: {n}")
+        return 1 if found else 0
     stale = []
     for path, text in generate().items():
         if path.read_text() != text:

@@ -35,6 +35,26 @@ def test_the_hand_typed_number_check_can_fail():
     assert re.findall(r"\d+\.\d+", _outside_generated_blocks(text)) == ["0.83"]
 
 
+# Pages whose first-version measurements are still being moved into generated blocks.
+NOT_YET_GENERATED = {"architecture.md", "attention.md", "benchmarks.md", "capsule.md", "conv.md", "crf.md", "gan.md",
+                     "margin.md", "norm.md", "rnn.md", "vae.md", "distributed.md", "gpu.md", "testing.md"}
+
+
+def test_no_page_of_the_docs_has_a_number_typed_by_hand():
+    """Every measured number a reader sees comes from a generator; settings are written as math or code."""
+    typed = {p.name: found for p in gen_results.doc_pages() if p.name not in NOT_YET_GENERATED and (
+        found := gen_results.typed_numbers(gen_results.hand_written(p)))}
+    assert not typed, "numbers typed by hand (python -m docs.gen_results --typed lists them): " + "; ".join(
+        f"{name}: {[n for _, n in found[:6]]}" for name, found in typed.items())
+
+
+def test_the_page_check_sees_prose_and_skips_generated_blocks_math_code_and_versions():
+    text = ("Intro.\n<!-- results:x:begin -->\n0.91 ± 0.02\n<!-- results:x:end -->\n"
+            "<!-- notes:start -->\nIt took 12 s.\n<!-- notes:end -->\n"
+            "With $\\lambda = 2.5$ and `lr=1e-3` on NumPy 2.4 it reached 0.83, 97 % and 1.4× [a](../x/0.5.md).\n")
+    assert gen_results.typed_numbers(text) == [(6, "12 s"), (8, "0.83"), (8, "97 %"), (8, "1.4×")]
+
+
 def test_every_committed_run_is_complete():
     for run_id, res in gen_results.load_runs().items():
         meta = res.get("meta")
