@@ -18,7 +18,6 @@ import datetime
 import importlib
 import json
 import platform
-import re
 import subprocess
 from pathlib import Path
 
@@ -143,14 +142,9 @@ def bench_graph(results):
                  ["engine", "backward ms", "peak RSS growth MiB (graph + backward)"], rows)
 
 
-def rebase(link):
-    """A relative link written in docs/benchmarks/<page>.md, as seen from docs/benchmarks.md (one level up)."""
-    return link[3:] if link.startswith("../") else "benchmarks/" + link
-
-
 def model_benchmarks(device, results):
     """Run each model's own benchmark script; they write docs/benchmarks/<name>.md (the attention script
-    also its encoder-layer times, for the targets table)."""
+    also its encoder-layer times, for the targets table). This page links to them."""
     parts = []
     layer_json = ROOT / "benchmarks" / ".attention-layer.json"
     for script in sorted((ROOT / "benchmarks").glob("bench_*.py")):
@@ -165,13 +159,16 @@ def model_benchmarks(device, results):
         for name, seconds in json.loads(layer_json.read_text()).items():
             results[("encoder", name)] = seconds
         layer_json.unlink()
+    return "\n".join(parts) + model_pages(device)
+
+
+def model_pages(device):
+    """One link per model page the scripts wrote (each page is the one home of its numbers and its reading)."""
     on_gpu = device.startswith("cuda")
-    for page in sorted((ROOT / "docs" / "benchmarks").glob("*.md")):
-        if page.stem.endswith("-cuda") != on_gpu:
-            continue
-        text = page.read_text().replace("\n# ", "\n### ").replace("\n## ", "\n### ")
-        parts.append(re.sub(r"\]\((?!https?:|#|/)([^)\s]+)\)", lambda m: f"]({rebase(m.group(1))})", text))
-    return "\n".join(parts)
+    spliced = ("before-after", "func")  # their sections are on this page already
+    pages = [p for p in sorted((ROOT / "docs" / "benchmarks").glob("*.md"))
+             if p.stem.endswith("-cuda") == on_gpu and p.stem.removesuffix("-cuda") not in spliced]
+    return "".join(f"- [{p.read_text().splitlines()[0].lstrip('# ')}](benchmarks/{p.name})\n" for p in pages)
 
 
 PEER_WORKLOADS = [(("chain", "0-d"), "0-d chain"), (("chain", "64×64"), "64×64 chain"),

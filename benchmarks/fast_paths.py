@@ -3,10 +3,13 @@
 ``python -m benchmarks.fast_paths [--rounds 5]``. For each fast path the script copies the ``minigrad`` package
 to a temporary folder, replaces the fast path's lines by the plain code it stands for, and times the workload
 in fresh processes started in this checkout and in the copy, alternately (CPU time, one BLAS thread, the
-median of rounds). A fast path stays in the core only if it buys at least 10 % on some workload; its comment
-quotes the figure printed here.
+median of rounds). The allocator setting of minigrad/backend.py is measured the same way, with
+``MINIGRAD_MALLOC_TUNING=0`` instead of a copy. A fast path stays in the core only if it buys at least 10 % on
+some workload; its comment quotes the figure printed here. The table goes between the ``fastpaths`` markers of
+docs/architecture.md (``--no-write`` only prints it).
 """
 import argparse
+import datetime
 import os
 import shutil
 import statistics
@@ -15,9 +18,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.common import ROOT
+from benchmarks.common import ROOT, machine
 
 CORE = "minigrad/core.py"
+PAGE = ROOT / "docs" / "architecture.md"
+MARKERS = ("<!-- fastpaths:start -->", "<!-- fastpaths:end -->")
 
 # name: (what it is, the workload it serves, [(the fast path's text, the plain text that replaces it)])
 FAST_PATHS = {
@@ -33,6 +38,9 @@ FAST_PATHS = {
                                        [("                needs = _flags.setdefault(needs, needs)",
                                          "                pass")]),
 }
+# name: (what it does, workload, environment that turns it off)
+SETTINGS = {"allocator tuning": ("freed blocks up to 32 MiB go back to glibc's allocator, not to the kernel",
+                                 "CNN step", {"MINIGRAD_MALLOC_TUNING": "0"})}
 
 WORKER = r'''
 import gc, json, sys, time, tracemalloc
@@ -40,6 +48,17 @@ import numpy as np
 import minigrad as mg
 kind = sys.argv[1]
 x = mg.tensor(np.linspace(0, 1, 16), requires_grad=True)
+if kind == "CNN step":
+    from benchmarks import core
+    step = core.cnn_step("minigrad")
+    step()
+    times = []
+    for _ in range(15):
+        c = time.process_time()
+        step()
+        times.append(time.process_time() - c)
+    print(json.dumps(sorted(times)[len(times) // 2]))
+    sys.exit()
 
 def build(n):
     y = x
@@ -68,8 +87,9 @@ print(json.dumps(min(times)))
 '''
 
 
-def run(tree, kind):
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1")
+def run(tree, kind, extra_env=None):
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1",
+               **(extra_env or {}))
     out = subprocess.run([sys.executable, "-c", WORKER, kind], cwd=tree, env=env, capture_output=True, text=True,
                          timeout=600)
     if out.returncode != 0:
@@ -91,21 +111,56 @@ def without(name, replacements, folder):
     return tree
 
 
+def compare(fast, plain, rounds):
+    """Median over ``rounds`` of plain ÷ fast, and every round's ratio; each round runs both, in turn."""
+    ratios = []
+    for r in range(rounds):
+        first, second = (fast, plain) if r % 2 == 0 else (plain, fast)
+        got = {id(first): first(), id(second): second()}
+        ratios.append(got[id(plain)] / got[id(fast)])
+    return statistics.median(ratios), ratios
+
+
+def table(rows, rounds):
+    """The Markdown table of the page, with where and when it was measured."""
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    head = (f"Measured {datetime.date.today()} on {machine()}, load average {load:.1f} at the end, by "
+            f"`python -m benchmarks.fast_paths` (CPU time, one BLAS thread, median of {rounds} rounds):\n\n"
+            "| fast path | what it does | without it |\n|---|---|---|\n")
+    return head + "\n".join(f"| {name} | {what} | {kind} {unit} ×{ratio:.2f} |" for name, what, kind, unit, ratio
+                             in rows)
+
+
+def write(text, page=PAGE):
+    """Put ``text`` between the markers of ``page``."""
+    src = page.read_text()
+    start, end = src.index(MARKERS[0]), src.index(MARKERS[1])
+    page.write_text(src[:start] + MARKERS[0] + "\n" + text + "\n" + src[end:])
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--no-write", action="store_true", help="print the table without writing docs/architecture.md")
     args = p.parse_args(argv)
+    rows = []
     with tempfile.TemporaryDirectory() as folder:
         for name, (what, kind, replacements) in FAST_PATHS.items():
             plain = without(name, replacements, folder)
-            ratios = []
-            for r in range(args.rounds):
-                order = [ROOT, plain] if r % 2 == 0 else [plain, ROOT]
-                got = {str(tree): run(tree, kind) for tree in order}
-                ratios.append(got[str(plain)] / got[str(ROOT)])
+            ratio, ratios = compare(lambda: run(ROOT, kind), lambda: run(plain, kind), args.rounds)
             unit = "bytes per node" if kind == "graph memory" else "time"
-            print(f"{name} ({what}): without it, {kind} {unit} x{statistics.median(ratios):.2f} "
+            rows.append((name, what, kind, unit, ratio))
+            print(f"{name} ({what}): without it, {kind} {unit} x{ratio:.2f} "
                   f"(median of {args.rounds} rounds; each {', '.join(f'{r:.2f}' for r in ratios)})", flush=True)
+    for name, (what, kind, env) in SETTINGS.items():
+        ratio, ratios = compare(lambda: run(ROOT, kind), lambda: run(ROOT, kind, env), args.rounds)
+        rows.append((name, what, kind, "time", ratio))
+        print(f"{name} ({what}): without it, {kind} time x{ratio:.2f} "
+              f"(median of {args.rounds} rounds; each {', '.join(f'{r:.2f}' for r in ratios)})", flush=True)
+    text = table(rows, args.rounds)
+    print(text)
+    if not args.no_write:
+        write(text)
 
 
 if __name__ == "__main__":

@@ -36,3 +36,21 @@ def test_step_workloads_run():
     core.mlp_step("minigrad")()
     core.mlp_step("numpy")()
     core.cnn_step("minigrad", batch=2)()
+
+
+def test_the_benchmark_page_links_each_model_page_once(tmp_path):
+    from benchmarks.__main__ import model_pages
+    links = model_pages("cpu").splitlines()
+    assert "- [Capsule dynamic routing: forward + backward](benchmarks/capsule.md)" in links
+    assert not any("before-after" in link or "func.md" in link or "-cuda" in link for link in links)
+
+
+def test_the_fast_path_table_goes_between_its_markers(tmp_path):
+    from benchmarks import fast_paths
+    page = tmp_path / "architecture.md"
+    page.write_text("before\n" + "\n".join(fast_paths.MARKERS) + "\nafter\n")
+    fast_paths.write(fast_paths.table([("cache", "what", "chain", "time", 1.234)], rounds=3), page)
+    text = page.read_text()
+    assert text.startswith("before\n<!-- fastpaths:start -->\nMeasured ")
+    assert text.endswith("<!-- fastpaths:end -->\nafter\n")
+    assert "| cache | what | chain time ×1.23 |" in text and "median of 3 rounds" in text

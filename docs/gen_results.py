@@ -3,8 +3,10 @@
 Every number between the ``<!-- results:NAME:begin -->`` / ``<!-- results:NAME:end -->`` markers comes from a
 ``docs/runs/RUN/results.json`` written by an example (``python -m examples run NAME --out docs/runs`` or the
 command recorded in the file), with the machine, date and wall time the file records. Rows without a committed
-run say so ("not re-run") and carry no number. ``python -m docs.gen_results`` rewrites the files;
-``--check`` only reports whether they are current (tests/test_results_docs.py does the same).
+run say so ("not re-run") and carry no number. ``python -m docs.gen_results`` rewrites the files (the results
+page, the README and the derivation pages' results sections); ``--check`` only reports whether they are current
+(tests/test_results_docs.py does the same). ``--typed`` lists any number on any page that no generator wrote:
+measurements belong in generated blocks, settings in math or code.
 """
 import argparse
 import json
@@ -201,7 +203,7 @@ def pooled_vae(runs):
         setup = f"{_vae_arch(cfg)}, {cfg['epochs']} epochs"
         summary = {m: {k: _mean_std([r[m][k] for _, r in members]) for k in ("acc_majority", "acc_hungarian", "nmi")}
                    for m in ("vae", "kmeans")}
-        pooled.append({"dataset": ds, "setup": setup, "run_ids": sorted({i for i, _ in members}),
+        pooled.append({"dataset": ds, "setup": setup, "run_ids": sorted({i for i, _ in members}), "members": members,
                        "seeds": sorted(r["seed"] for _, r in members), "summary": summary,
                        "best": max(r["vae"]["acc_majority"] for _, r in members)})
     return pooled
@@ -223,6 +225,33 @@ def pooled_vae_row(p):
             f"({', '.join(map(str, p['seeds']))}) pooled",
             f"{_pm(s['vae']['acc_majority'])} / {_pm(s['vae']['acc_hungarian'])} / {_pm(s['vae']['nmi'])}; best seed "
             f"{p['best']:.3f} (k-means on pixels {s['kmeans']['acc_majority']['mean']:.3f})")
+
+
+# The figures the seed's article reports for its convolutional model (majority-label accuracy after 50 epochs).
+VAE_SEED_FIGURES = {"mnist": 0.83, "fashion_mnist": 0.585}
+
+
+def vae_seed_table(runs):
+    """Per seed of each pooled ClusterVAE protocol: the test scores, how far the seed's figure is, the gap between
+    majority and Hungarian accuracy (clusters sharing a label), the train-split accuracy (overfitting?) and where
+    the curve stopped rising."""
+    out = []
+    for p in pooled_vae(runs):
+        figure = VAE_SEED_FIGURES.get(p["dataset"])
+        out += [f"{p['dataset']} ({p['setup']}); the seed's figure {figure}:", "",
+                "| seed | run | test majority / Hungarian / NMI | − the seed's figure | majority − Hungarian "
+                "| train-split majority | best epoch | gain over the last 10 epochs |",
+                "|---|---|---|---|---|---|---|---|"]
+        for run_id, r in sorted(p["members"], key=lambda m: m[1]["seed"]):
+            v, curve = r["vae"], r.get("curve") or []
+            best = max(curve, key=lambda c: c["acc_majority"])["epoch"] if curve else "–"
+            gain = f"{curve[-1]['acc_majority'] - curve[-11]['acc_majority']:+.3f}" if len(curve) > 10 else "–"
+            train = f"{r['vae_train_acc_majority']:.3f}" if "vae_train_acc_majority" in r else "–"
+            out.append(f"| {r['seed']} | [{run_id}](../runs/{run_id}/results.json) | {v['acc_majority']:.3f} / "
+                       f"{v['acc_hungarian']:.3f} / {v['nmi']:.3f} | {v['acc_majority'] - figure:+.3f} | "
+                       f"{v['acc_majority'] - v['acc_hungarian']:.3f} | {train} | {best} | {gain} |")
+        out.append("")
+    return "\n".join(out).rstrip()
 
 
 def _dcgan_curve(log, share="confident_share", fid="fid"):
@@ -452,7 +481,7 @@ SECTIONS = {RESULTS_MD: {"table": results_table, "capsule": capsule_detail}, REA
             ROOT / "docs" / "derivations" / "margin.md": {"margin": lambda runs: "\n\n".join(
                 runs_of(ex)(runs) for ex in ("margin_images", "margin_sentences"))},
             ROOT / "docs" / "derivations" / "capsule.md": {"capsule-runs": runs_of("capsule_two_digits")},
-            ROOT / "docs" / "derivations" / "vae.md": {"vae": vae_page}}
+            ROOT / "docs" / "derivations" / "vae.md": {"vae": vae_page, "vae-seeds": vae_seed_table}}
 
 
 def render(text, name, body):
@@ -482,7 +511,7 @@ GENERATED_PAGES = [ROOT / "docs" / "benchmarks" / f"{n}.md" for n in ("before-af
 # The blocks a script writes: this module's results, the README demo's table, the benchmark and testing pages'
 # generated sections (benchmarks/, docs/gen_*.py, scripts/reliability.py). "notes" is hand-written, so it is checked.
 GENERATED_BLOCKS = ("results:[\\w-]+", "demo-table", "before-after", "distributed", "func", "bench", "reliability",
-                    "mutation", "jaccost", "diraceig", "accuracy")
+                    "mutation", "jaccost", "diraceig", "accuracy", "fastpaths")
 _BLOCK = re.compile(r"<!-- (%s):(?:begin|start) -->.*?<!-- \1:end -->" % "|".join(GENERATED_BLOCKS), flags=re.S)
 _PROSE_ONLY = [_BLOCK, re.compile(r"```.*?```|`[^`\n]*`", flags=re.S),      # generated blocks, code
                re.compile(r"\$\$.*?\$\$|\$[^$\n]*\$", flags=re.S),             # math: constants and settings
