@@ -281,6 +281,23 @@ def dcgan_rows(run_id, res):
     return rows, glance
 
 
+def dcgan_page_rows(run_id, res):
+    """The GAN page's rows of a DCGAN run: those of the results page, then what its reading needs besides: the
+    class balance of the samples and the curve of the live weights next to their EMA."""
+    rows, glance = dcgan_rows(run_id, res)
+    if res.get("stopped"):
+        return rows, glance
+    if res.get("class_counts"):
+        rows.append((f"classes (of {len(res['class_counts'])}) holding at least 5 % of the generated digits, as the "
+                     f"judge labels them; the count per class",
+                     f"{res['classes_with_5pct']}; " + ", ".join(map(str, res["class_counts"]))))
+    live = [p for p in res.get("log", []) if "confident_share_live_weights" in p]
+    if live:
+        rows.append(("confident share / FID by epoch, sampled with the live weights instead of their EMA",
+                     _dcgan_curve(live, "confident_share_live_weights", "fid_live_weights")))
+    return rows, glance
+
+
 def dcgan_stopped_rows(run_id, res):
     """A DCGAN run stopped before its end: its last finished epoch and its curve (settings: its command)."""
     log = res["progress"]
@@ -442,9 +459,11 @@ def glance(runs):
     return "\n".join(lines)
 
 
-def runs_of(example):
+def runs_of(example, rows=None):
     """A section for an experiment's own page: every committed run of ``example`` with its command, machine, date
-    and wall time, and its rows."""
+    and wall time, and its rows (``rows(run_id, res)``, by default the results page's)."""
+    rows = rows or FORMATTERS[example]
+
     def section(runs):
         out = []
         for run_id, res in runs.items():
@@ -454,10 +473,126 @@ def runs_of(example):
                 if res.get("stopped") else ""
             out += [f"**{run_id}** ([results](../runs/{run_id}/{'progress' if res.get('stopped') else 'results'}"
                     f".json)): `{_command(res)}`; {_when(res)}.{stopped}", "", "| metric | measured |", "|---|---|"]
-            out += [f"| {metric} | {value} |" for metric, value in FORMATTERS[example](run_id, res)[0]]
+            out += [f"| {metric} | {value} |" for metric, value in rows(run_id, res)[0]]
             out.append("")
         return "\n".join(out).rstrip() or f"No {example} run committed yet."
     return section
+
+
+def _fmt(d, key, fmt):
+    """``d[key]`` formatted, or "" where a run does not record it."""
+    return fmt.format(d[key]) if d.get(key) is not None else ""
+
+
+def _run_header(run_id, res):
+    return f"**{run_id}** ([results](../runs/{run_id}/results.json)): `{_command(res)}`; {_when(res)}."
+
+
+GRAMMAR = {"seg": "BMES", "ner": "BIO"}
+
+
+def crf_page(runs):
+    """The CRF page: per committed run, every model and decoder with precision, recall, F1, the share of illegal
+    tag pairs and the training time, then the F1 gaps the page's reading is about."""
+    out = []
+    for run_id, res in runs.items():
+        if example_of(run_id) != "crf_segmentation":
+            continue
+        grammar, unit, m = GRAMMAR.get(res["task"], "tag"), res["unit"], res["models"]
+        encoder = "no context (each character scored alone)" if res["encoder"] == "none" else \
+            f"{res['encoder']} encoder"
+        seed = f", seed {res['seed']}" if "seed" in res else ""
+        out += [_run_header(run_id, res), "",
+                f"People's Daily {res['task']}, {res['train_sentences']:,} training / {res['test_sentences']:,} "
+                f"held-out sentences, {res['epochs']} epochs, {encoder}{seed}:", "",
+                f"| model / decoder | precision | recall | {unit} F1 | illegal tag pairs | training |",
+                "|---|---|---|---|---|---|"]
+        names = {"softmax": "softmax, per-character argmax",
+                 "softmax + grammar": f"softmax, Viterbi under the {grammar} grammar",
+                 "crf": "CRF, Viterbi", "crf + grammar": f"CRF, Viterbi under the {grammar} grammar"}
+        for key, v in m.items():
+            trained = "(same model)" if key.endswith("+ grammar") else _fmt(v, "train_seconds", "{:.0f} s")
+            out.append(f"| {names.get(key, key)} | {_fmt(v, 'precision', '{:.4f}')} | {_fmt(v, 'recall', '{:.4f}')} | "
+                       f"{v['f1']:.4f} | {100 * v['illegal_transition_share']:.3g} % | {trained} |")
+        if {"crf", "softmax", "softmax + grammar"} <= m.keys():
+            gap = [100 * (m["crf"]["f1"] - m[k]["f1"]) for k in ("softmax", "softmax + grammar")]
+            out += ["", f"CRF minus softmax: {gap[0]:+.2f} {unit}-F1 points; CRF minus softmax under the grammar: "
+                        f"{gap[1]:+.2f}."]
+        out.append("")
+    return "\n".join(out).rstrip() or "No crf_segmentation run committed yet."
+
+
+def _sci(x):
+    """4 significant digits; very small or large numbers as math, ``$5\\cdot10^{-44}$``."""
+    if x != 0 and not 1e-3 <= abs(x) < 1e4:
+        mant, exp = f"{x:.0e}".split("e")
+        return f"${mant}\\cdot10^{{{int(exp)}}}$"
+    return f"{x:.0f}" if abs(x) >= 1000 else f"{x:#.4g}"
+
+
+DIRAC_SETTINGS = {"vanilla": "vanilla (minimax)", "vanilla_ns": "vanilla, non-saturating G", "wgan": "WGAN",
+                  "wgan_gp_c1": "WGAN-GP $c = 1$, $\\lambda = 1$",
+                  "wgan_gp_c1_weak": "WGAN-GP $c = 1$, $\\lambda = 0.1$",
+                  "wgan_gp_c0": "WGAN-GP $c = 0$, $\\lambda = 1$", "r1": "R1, $\\gamma = 1$",
+                  "vanilla_ema": "vanilla + EMA", "wgan_ema": "WGAN + EMA"}
+
+
+def dirac_page(runs):
+    """The Dirac-GAN section: per committed run, the final distance to the equilibrium for every setting and
+    method, and how much closer the EMA of the weights ends than the weights."""
+    out = []
+    for run_id, res in runs.items():
+        if example_of(run_id) != "gan_dirac":
+            continue
+        st = res["settings"]
+        out += [_run_header(run_id, res), "",
+                f"Final distance $\\lVert(\\theta, \\psi)\\rVert$ to the equilibrium, start $(\\theta, \\psi) = "
+                f"({', '.join(f'{x:g}' for x in res['start'])})$, "
+                f"$T = {res['T']:g}$; discrete runs: {res['steps']} SGD steps of $h = {res['lr']:g}$; EMA time "
+                f"constant $\\tau = {res['ema_tau']:g}$:", "",
+                "| setting | ODE | ODE, range over the last 20 % of the time | simultaneous | alternating | "
+                "EMA of the ODE | EMA of alternating |", "|---|---|---|---|---|---|---|"]
+        for key, v in st.items():
+            ema = [_sci(v[k]) if k in v else "" for k in ("ode_ema", "alternating_ema")]
+            out.append(f"| {DIRAC_SETTINGS.get(key, key)} | {_sci(v['ode'])} | {_sci(v['ode_tail_min'])} – "
+                       f"{_sci(v['ode_tail_max'])} | {_sci(v['simultaneous'])} | {_sci(v['alternating'])} | "
+                       f"{ema[0]} | {ema[1]} |")
+        closer = [f"{DIRAC_SETTINGS.get(k, k)} {v['ode'] / v['ode_ema']:.1f}× (ODE), "
+                  f"{v['alternating'] / v['alternating_ema']:.1f}× (alternating)"
+                  for k, v in st.items() if "ode_ema" in v]
+        if closer:
+            out += ["", "The EMA ends closer to the equilibrium than the weights by: " + "; ".join(closer) + "."]
+        out.append("")
+    return "\n".join(out).rstrip() or "No gan_dirac run committed yet."
+
+
+RING_VARIANTS = {"baseline": "baseline", "r1": "R1", "ema": "EMA", "cascade": "cascading rejection",
+                 "r1+cascade": "R1 + cascade", "r1+ema+cascade": "R1 + EMA + cascade"}
+
+
+def ring_page(runs):
+    """The ring-of-Gaussians section: per committed run, every variant's modes covered and high-quality share
+    (mean ± std over the seeds and per seed) and the wall time of one training run."""
+    out = []
+    for run_id, res in runs.items():
+        if example_of(run_id) != "gan_ring":
+            continue
+        out += [_run_header(run_id, res), "",
+                f"{res['seeds']} seed(s), {res['steps']} steps of batch {res['batch']}"
+                + _fmt(res, "r1_gamma", ", R1 $\\gamma = {:g}$")
+                + _fmt(res, "num_scores", ", cascade with $K = {}$ scores") + "; mean ± std over the seeds:", "",
+                "| variant | modes covered (of 8) | high-quality share | per seed (modes; high-quality %) | "
+                "wall time per run (training and evaluation, one BLAS thread) |", "|---|---|---|---|---|"]
+        for key, v in res["table"].items():
+            seeds = v.get("runs", [])
+            per = (", ".join(str(r["modes"]) for r in seeds) + "; " +
+                   ", ".join(f"{100 * r['hq_share']:.1f}" for r in seeds)) if seeds else ""
+            secs = f"{statistics.mean(r['seconds'] for r in seeds):.0f} s" if seeds else ""
+            hq = f"{100 * v['hq_mean']:.1f}" + (f" ± {100 * v['hq_std']:.1f}" if "hq_std" in v else "")
+            out.append(f"| {RING_VARIANTS.get(key, key)} | {v['modes_mean']:.2f} ± {v['modes_std']:.2f} | "
+                       f"{hq} % | {per} | {secs} |")
+        out.append("")
+    return "\n".join(out).rstrip() or "No gan_ring run committed yet."
 
 
 def vae_page(runs):
@@ -474,10 +609,12 @@ def vae_page(runs):
 
 
 SECTIONS = {RESULTS_MD: {"table": results_table, "capsule": capsule_detail}, README: {"glance": glance},
-            ROOT / "docs" / "derivations" / "gan.md": {"dcgan": runs_of("gan_dcgan"), "ring": runs_of("gan_ring")},
+            ROOT / "docs" / "derivations" / "gan.md": {"dirac": dirac_page,
+                                                      "dcgan": runs_of("gan_dcgan", dcgan_page_rows),
+                                                      "ring": ring_page},
             ROOT / "docs" / "derivations" / "attention.md": {"attention-order": runs_of("attention_order"),
                                                              "attention-sentiment": runs_of("attention_sentiment")},
-            ROOT / "docs" / "derivations" / "crf.md": {"crf": runs_of("crf_segmentation")},
+            ROOT / "docs" / "derivations" / "crf.md": {"crf": crf_page},
             ROOT / "docs" / "derivations" / "margin.md": {"margin": lambda runs: "\n\n".join(
                 runs_of(ex)(runs) for ex in ("margin_images", "margin_sentences"))},
             ROOT / "docs" / "derivations" / "capsule.md": {"capsule-runs": runs_of("capsule_two_digits")},
