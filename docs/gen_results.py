@@ -10,6 +10,7 @@ measurements belong in generated blocks, settings in math or code.
 """
 import argparse
 import json
+import math
 import re
 import statistics
 import sys
@@ -434,6 +435,109 @@ def capsule_detail(runs):
     return "\n".join(out).rstrip() or "No capsule run committed yet."
 
 
+def capsule_reference(runs):
+    """What the seed reports for its two-digit experiment, quoted (not measured here)."""
+    return f"What the seed reports (quoted from its articles, not measured here): {REFERENCE['capsule_two_digits']}."
+
+
+def _capsule_heads(runs, key=None):
+    """(run id, results, row) for every head of every committed capsule run; only the rows that hold ``key``."""
+    return [(run_id, res, r) for run_id, res in runs.items() if example_of(run_id) == "capsule_two_digits"
+            for r in res.get("runs", []) if key is None or key in r]
+
+
+def _get(row, key, fmt):
+    return "" if row.get(key) is None else f"{row[key]:{fmt}}"
+
+
+def _span(values, fmt):
+    """"lo–hi" of ``values`` as ``fmt`` formats them, or the one value when both ends print alike."""
+    lo, hi = f"{min(values):{fmt}}", f"{max(values):{fmt}}"
+    return lo if lo == hi else f"{lo}–{hi}"
+
+
+def capsule_heads(runs):
+    """The capsule page's table of every trained head: where it started, how it scores single digits and pairs."""
+    lines = ["| run | seed | head | initial mean length (smallest) | saturated classes | single-digit acc | "
+             "classes > 0.5 on a digit | two digits: top-2 | top-2, both > 0.5 | second / third score on a pair | "
+             "classes > 0.5 on a pair |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for run_id, res, r in _capsule_heads(runs):
+        init = r.get("initial_length") or {}
+        start = f"{init['mean']:.3f} ({init['min']:.3f})" if "min" in init else _get(init, "mean", ".3f")
+        scores = (f"{r['second_score_mean']:.2f} / {r['third_score_mean']:.2f}"
+                  if "third_score_mean" in r else "")
+        lines.append(f"| {run_id.split('-', 1)[-1]} | {r['seed']} | `{r['head']}` | {start} | "
+                     f"{r.get('saturated_classes', '')} | {_get(r, 'single_acc', '.4f')} | "
+                     f"{_get(r, 'single_classes_gt_0.5_mean', '.2f')} | {_get(r, 'top2', '.4f')} | "
+                     f"{_get(r, 'top2_both_gt_0.5', '.4f')} | {scores} | {_get(r, 'classes_gt_0.5_mean', '.2f')} |")
+    return "\n".join(lines) if len(lines) > 2 else "No capsule run committed yet."
+
+
+def capsule_iterations(runs):
+    """Two-digit top-2 of every trained capsule head routed with other iteration counts at test time."""
+    rows = _capsule_heads(runs, "top2_by_test_iterations")
+    if not rows:
+        return "No capsule run with an iteration sweep committed yet."
+    counts = sorted({int(t) for _, _, r in rows for t in r["top2_by_test_iterations"]})
+    trained_with = {res["config"].get("iterations") for _, res, _ in rows}
+    head = " | ".join(f"T = {t}" + (" (trained)" if {t} == trained_with else "") for t in counts)
+    lines = [f"| run | seed | head | {head} |", "|---|---|---|" + "---|" * len(counts)]
+    for run_id, res, r in rows:
+        sweep = r["top2_by_test_iterations"]
+        chance = "" if r["single_acc"] > 0.5 else " (at chance)"
+        lines.append(f"| {run_id.split('-', 1)[-1]} | {r['seed']} | `{r['head']}`{chance} | "
+                     + " | ".join(_get(sweep, str(t), ".3f") for t in counts) + " |")
+    return "\n".join(lines)
+
+
+def _trace_summary(traces, lowest, n_classes=10):
+    """One row of the objective table: the traces of one routing rule over a group of heads and image sets.
+    ``mean_L[t]`` is the mean over images of L after t passes (t = 0: v = 0, where L = -I log J), ``frac_*[k]`` the
+    share of images whose L fell / rose at pass k + 1, ``mean_max_abs_dv[k]`` the change of the centres at it;
+    ``lowest``: per trace, the last L of the "kmeans" rule on the same head and images."""
+    rose = [next((k + 1 for k, f in enumerate(t["frac_increasing"]) if f > 0), None) for t in traces]
+    top = max(max(t["frac_increasing"]) for t in traces)
+    n_rose = sum(k is not None for k in rose)
+    rose_text = "never" if top == 0 else (f"up to {100 * top:.1f} %, from pass {_span([k for k in rose if k], 'd')}"
+                                          + ("" if n_rose == len(traces) else f" ({n_rose} of {len(traces)} traces)"))
+    fell = min(min(t["frac_decreasing"][:6]) for t in traces)
+    drop = [t["mean_L"][0] - min(t["mean_L"]) for t in traces]
+    by2 = [(t["mean_L"][0] - t["mean_L"][2]) / d for t, d in zip(traces, drop)]
+    back = [(t["mean_L"][-1] - min(t["mean_L"])) / d for t, d in zip(traces, drop)]
+    nats = [d / (-t["mean_L"][0] / math.log(n_classes)) for t, d in zip(traces, drop)]
+    above = [(t["mean_L"][-1] - low) / (-t["mean_L"][0] / math.log(n_classes)) for t, low in zip(traces, lowest)]
+    dv = [t["mean_max_abs_dv"] for t in traces]
+    return (f"{rose_text} | ≥ {100 * fell:.1f} % | {_span([100 * b for b in by2], '.1f')} % | "
+            f"{_span([100 * b for b in back], '.1f')} % | {_span(nats, '.3f')} | {_span(above, '.4f')} | "
+            f"{_span([d[1] for d in dv], '.3f')} / {_span([d[-1] for d in dv], '.4f')}")
+
+
+def capsule_objective(runs):
+    """The soft k-means objective L of §4 traced on the trained heads' own predictions: each routing rule iterated
+    for the passes the run recorded, on two-digit and on single-digit test images (two traces per head)."""
+    rows = _capsule_heads(runs, "objective")
+    if not rows:
+        return "No capsule run with objective traces committed yet."
+    passes = {len(t["mean_L"]) - 1 for _, _, r in rows for t in r["objective"].values()}
+    lines = [f"| run | heads (traces) | rule iterated | images whose L rose (largest share at a pass; first pass) | "
+             f"images whose L fell, at each of passes 1–6 | decrease made by passes 1–2 | given back by pass "
+             f"{max(passes)} | decrease, nats per input capsule | last L above the last `\"kmeans\"` L, nats per "
+             f"input capsule | largest centre change at pass 2 / pass {max(passes)} |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    groups = {}
+    for run_id, res, r in rows:
+        status = "trained" if r["single_acc"] > 0.5 else "at chance"
+        groups.setdefault((run_id, status), []).append(r)
+    for (run_id, status), heads in groups.items():
+        for rule in heads[0]["objective"]:
+            keys = [(r, k) for r in heads for k in ("objective", "objective_single") if k in r]
+            traces = [r[k][rule] for r, k in keys]
+            lowest = [r[k]["kmeans"]["mean_L"][-1] if "kmeans" in r[k] else math.nan for r, k in keys]
+            lines.append(f"| {run_id.split('-', 1)[-1]} | {len(heads)} {status} ({len(traces)}) | `\"{rule}\"` | "
+                         f"{_trace_summary(traces, lowest)} |")
+    return "\n".join(lines)
+
+
 def glance(runs):
     """One line per run, ablations (a run id containing "-ablation") left to the results page, and one line per
     pooled ClusterVAE protocol in place of its runs' own."""
@@ -617,7 +721,11 @@ SECTIONS = {RESULTS_MD: {"table": results_table, "capsule": capsule_detail}, REA
             ROOT / "docs" / "derivations" / "crf.md": {"crf": crf_page},
             ROOT / "docs" / "derivations" / "margin.md": {"margin": lambda runs: "\n\n".join(
                 runs_of(ex)(runs) for ex in ("margin_images", "margin_sentences"))},
-            ROOT / "docs" / "derivations" / "capsule.md": {"capsule-runs": runs_of("capsule_two_digits")},
+            ROOT / "docs" / "derivations" / "capsule.md": {"capsule-reference": capsule_reference,
+                                                           "capsule-runs": runs_of("capsule_two_digits"),
+                                                           "capsule-heads": capsule_heads,
+                                                           "capsule-iterations": capsule_iterations,
+                                                           "capsule-objective": capsule_objective},
             ROOT / "docs" / "derivations" / "vae.md": {"vae": vae_page, "vae-seeds": vae_seed_table}}
 
 
@@ -648,7 +756,7 @@ GENERATED_PAGES = [ROOT / "docs" / "benchmarks" / f"{n}.md" for n in ("before-af
 # The blocks a script writes: this module's results, the README demo's table, the benchmark and testing pages'
 # generated sections (benchmarks/, docs/gen_*.py, scripts/reliability.py). "notes" is hand-written, so it is checked.
 GENERATED_BLOCKS = ("results:[\\w-]+", "demo-table", "before-after", "distributed", "func", "bench", "reliability",
-                    "mutation", "jaccost", "diraceig", "accuracy", "fastpaths")
+                    "mutation", "jaccost", "diraceig", "accuracy", "fastpaths", "capsinit")
 _BLOCK = re.compile(r"<!-- (%s):(?:begin|start) -->.*?<!-- \1:end -->" % "|".join(GENERATED_BLOCKS), flags=re.S)
 _PROSE_ONLY = [_BLOCK, re.compile(r"```.*?```|`[^`\n]*`", flags=re.S),      # generated blocks, code
                re.compile(r"\$\$.*?\$\$|\$[^$\n]*\$", flags=re.S),             # math: constants and settings
