@@ -37,7 +37,7 @@ def test_the_hand_typed_number_check_can_fail():
 
 # Pages whose first-version measurements are still being moved into generated blocks.
 NOT_YET_GENERATED = {"architecture.md", "attention.md", "benchmarks.md", "capsule.md", "conv.md", "crf.md", "gan.md",
-                     "margin.md", "norm.md", "rnn.md", "vae.md", "distributed.md", "gpu.md", "testing.md"}
+                     "norm.md", "rnn.md", "vae.md", "distributed.md", "gpu.md", "testing.md"}
 
 
 def test_no_page_of_the_docs_has_a_number_typed_by_hand():
@@ -203,3 +203,33 @@ def test_crf_margin_and_sentiment_runs_become_rows_with_their_numbers():
     assert "softmax 0.8046 (0.301 %), crf 0.8898 (0.005 %)" in table
     assert "am 0.939 / 0.701 (raw pixels 0.979 / 0.510)" in table and "softmax 0.612, am 0.655" in table
     assert "0.8157 (naive Bayes 0.7700; best validation epoch 5)" in table
+
+
+def _sentences_run(seed, softmax, am, command=None):
+    meta = {"date": f"d{seed}", "machine": "m", "command": command or f"python -m examples run margin_sentences "
+                                                                      f"--seed {seed}", "wall_seconds": 120.0}
+    losses = {name: {"sentence": {"top1": top1, "top5": 0.99, "top10": 1.0}, "group": {"top1": 0.9, "top5": 1.0,
+                                                                                       "top10": 1.0},
+                     "loss_curve": [5.0, curve]} for name, top1, curve in (("softmax", softmax, 0.02), ("am", am, 0.4))}
+    return {"data": "SYNTHETIC", "train_groups": 866, "test_groups": 217, "test_sentences": 1300,
+            "config": {"epochs": 20}, "losses": losses, "meta": meta}
+
+
+def test_margin_runs_that_differ_only_in_the_seed_are_pooled():
+    runs = {"margin_sentences": _sentences_run(0, 0.90, 0.94, command="python -m examples run margin_sentences"),
+            "margin_sentences-seed1": {**_sentences_run(1, 0.92, 0.95), "seed": 1}}
+    docs = gen_results.generate(runs)
+    page = docs[gen_results.ROOT / "docs" / "derivations" / "margin.md"]
+    assert "Seed 0: 866 training groups" in page and "Seed 1: 866 training groups" in page
+    assert "| AM-Softmax | 0.940 | 0.990 | 1.000 | 0.900 | 1.000 | 1.000 | 0.40 |" in page
+    assert "Pooled: mean ± standard deviation over seeds 0, 1" in page
+    assert "| AM-Softmax | 0.945 ± 0.007 | 0.990 ± 0.000 |" in page
+    assert "seed by seed (0 / 1): AM-Softmax +4.0 / +3.0." in page
+    assert gen_results.REFERENCE["margin_sentences"] in page
+    table, readme = docs[gen_results.RESULTS_MD], docs[gen_results.README]
+    assert "**2 seeds** (0, 1) pooled | softmax 0.910 ± 0.014, am 0.945 ± 0.007" in table
+    assert readme.count("margin_sentences-seed1/results.json") == 1, "the pooled line replaces the runs' own"
+    # another protocol (other settings) is not pooled with them
+    other = {**_sentences_run(2, 0.5, 0.6), "config": {"epochs": 5}}
+    assert len(gen_results.pooled_margin_sentences({**runs, "margin_sentences-short": other})) == 1
+
