@@ -285,6 +285,15 @@ def attention_order_rows(run_id, res):
             f"Attention with and without positions ({setup}): test sequence / token accuracy {per}")
 
 
+def attention_order_detail(run_id, res):
+    """The attention page's extra row: how soon each position encoding learned the task."""
+    if not all(v.get("curve") for v in res["runs"].values()):
+        return []
+    first = ", ".join(f"{k} " + next((f"step {p['step']}" for p in v["curve"] if p["seq_acc"] >= 0.99), "never")
+                      for k, v in res["runs"].items())
+    return [(f"first evaluation (every {res['config']['eval_every']} steps, on 1,000 of the test sequences) with "
+             "sequence accuracy ≥ 0.99", first)]
+
 
 def gan_ring_rows(run_id, res):
     per = ", ".join(f"{k} {v['modes_mean']:.2f} ± {v['modes_std']:.2f} / {100 * v['hq_mean']:.1f} %"
@@ -454,6 +463,14 @@ def attention_sentiment_rows(run_id, res):
     return [(f"test accuracy ({setup})", value)], f"Transformer review sentiment ({setup}): test accuracy {value}"
 
 
+def attention_sentiment_detail(run_id, res):
+    """The attention page's extra rows: validation accuracy by epoch and the validation accuracy of the epoch
+    that was tested."""
+    if not res.get("history"):
+        return []
+    return [("validation accuracy by epoch (the best epoch is tested)",
+             ", ".join(f"{h['epoch']}: {h['val_acc']:.4f}" for h in res["history"]))]
+
 
 FORMATTERS = {"capsule_two_digits": capsule_rows, "cnn_digits": cnn_rows, "vae_cluster": vae_rows,
               "gan_dcgan": dcgan_rows, "gan_dirac": dirac_rows, "attention_order": attention_order_rows,
@@ -548,9 +565,9 @@ def glance(runs):
     return "\n".join(lines)
 
 
-def runs_of(example):
+def runs_of(example, detail=None):
     """A section for an experiment's own page: every committed run of ``example`` with its command, machine, date
-    and wall time, and its rows."""
+    and wall time, and its rows (then the rows ``detail(run_id, results)`` adds for that page only)."""
     def section(runs):
         out = []
         for run_id, res in runs.items():
@@ -560,7 +577,8 @@ def runs_of(example):
                 if res.get("stopped") else ""
             out += [f"**{run_id}** ([results](../runs/{run_id}/{'progress' if res.get('stopped') else 'results'}"
                     f".json)): `{_command(res)}`; {_when(res)}.{stopped}", "", "| metric | measured |", "|---|---|"]
-            out += [f"| {metric} | {value} |" for metric, value in FORMATTERS[example](run_id, res)[0]]
+            rows = FORMATTERS[example](run_id, res)[0] + (detail(run_id, res) if detail else [])
+            out += [f"| {metric} | {value} |" for metric, value in rows]
             out.append("")
         return "\n".join(out).rstrip() or f"No {example} run committed yet."
     return section
@@ -581,8 +599,9 @@ def vae_page(runs):
 
 SECTIONS = {RESULTS_MD: {"table": results_table, "capsule": capsule_detail}, README: {"glance": glance},
             ROOT / "docs" / "derivations" / "gan.md": {"dcgan": runs_of("gan_dcgan"), "ring": runs_of("gan_ring")},
-            ROOT / "docs" / "derivations" / "attention.md": {"attention-order": runs_of("attention_order"),
-                                                             "attention-sentiment": runs_of("attention_sentiment")},
+            ROOT / "docs" / "derivations" / "attention.md": {
+                "attention-order": runs_of("attention_order", attention_order_detail),
+                "attention-sentiment": runs_of("attention_sentiment", attention_sentiment_detail)},
             ROOT / "docs" / "derivations" / "crf.md": {"crf": runs_of("crf_segmentation")},
             ROOT / "docs" / "derivations" / "margin.md": {"margin-sentences": margin_sentences_page,
                                                           "margin-images": margin_images_page},
