@@ -4,7 +4,9 @@ composed from primitives, and PyTorch's ``nn.TransformerEncoderLayer``; then the
 
 ``python -m benchmarks.bench_attention [--repeat 10] [--threads 1] [--quick] [--device cuda]`` prints Markdown
 tables and writes them into docs/benchmarks/attention.md (``docs/benchmarks/attention-cuda.md`` on a GPU),
-between the ``bench:start``/``bench:end`` markers.
+between the ``bench:start``/``bench:end`` markers, followed by their reading: the targets judged from these
+tables, the Amdahl bound of the layer and the memory the variants save, all computed from the tables
+(``--reading`` recomputes only that reading from the tables already on the page, without measuring).
 
 Method. Time: CPU time of the process (``time.process_time``) per forward+backward step, median (and min) of
 ``--repeat`` rounds that interleave the variants, after a warm-up, every library on ``--threads`` BLAS/OpenMP
@@ -234,6 +236,104 @@ def table(rows, ref):
     return head + "\n".join(lines) + "\n"
 
 
+# ---- the reading: targets and bounds computed from the tables ----------------------------------------------------
+READING = "### Reading of this run"
+LAYER0, LAYER1, CORE = "Encoder layer, dropout 0.0", "Encoder layer, dropout 0.1", "Attention core only"
+COLUMNS = ("ms", "min", "wall", "vs_composed", "vs_torch", "peak", "saved")
+
+
+def parse_tables(body):
+    """{section title: {variant: {column: float}}} from the Markdown that ``table`` writes under each
+    "### title" heading of ``body`` (a title is cut before its first colon or parenthesis)."""
+    sections, title = {}, None
+    for line in body.splitlines():
+        if line.startswith("### "):
+            title = line[4:].split(":")[0].split(" (")[0].strip()
+        elif title and line.startswith("| ") and not line.startswith("| variant"):
+            name, *cells = [c.strip() for c in line.strip("|").split("|")]
+            sections.setdefault(title, {})[name] = {c: float(v) if v != "n/a" else None
+                                                    for c, v in zip(COLUMNS, cells)}
+    return sections
+
+
+def flops():
+    """(linear maps, attention products) GFLOP of one forward+backward step of the layer: each product costs
+    2mnk in forward and twice that in backward."""
+    rows = B * T
+    linear = 2 * rows * (D * 3 * D + D * D + D * FF + FF * D)
+    attention = 2 * 2 * B * H * T * T * (D // H)
+    return 3 * linear / 1e9, 3 * attention / 1e9
+
+
+def reading(body, speedup=1.3, torch_ratio=1.5):
+    """The Markdown reading of the tables in ``body``: the targets (fused ≥ ``speedup``× faster than composed,
+    fused peak below composed, fused ≤ ``torch_ratio``× PyTorch), the Amdahl bound that the composed layer's time
+    and the composed core's time put on any attention speed-up, and what saving less costs and saves."""
+    t = parse_tables(body)
+    if not all(k in t for k in (LAYER0, LAYER1, CORE)):
+        return ""
+    l0, l1, core = t[LAYER0], t[LAYER1], t[CORE]
+    fused, rec, comp, torch = "minigrad fused", "minigrad recompute", "minigrad composed", "PyTorch"
+
+    def judge(ok):
+        return "met" if ok else "**missed**"
+
+    def speed(sec):
+        return sec[comp]["ms"] / sec[fused]["ms"]
+
+    def lower(sec):
+        a, b = sec[fused]["peak"], sec[comp]["peak"]
+        return f"{'met' if a < b else '**equal**' if a == b else '**missed**'} ({a:.1f} vs {b:.1f} MiB)"
+    rows = [f"| fused ≥ {speedup}× faster than composed | attention core: {judge(speed(core) >= speedup)} "
+            f"({speed(core):.2f}×, {core[fused]['ms']:.1f} vs {core[comp]['ms']:.1f} ms). Whole layer: "
+            f"{judge(min(speed(l0), speed(l1)) >= speedup)} ({speed(l0):.2f}× at dropout 0.0, {speed(l1):.2f}× at "
+            "dropout 0.1). |",
+            f"| fused peak memory lower than composed | core: {lower(core)}. Layer, dropout 0.1: {lower(l1)}. Layer, "
+            f"dropout 0.0: {lower(l0)}; `recompute`: {l0[rec]['peak']:.1f} MiB. |"]
+    if torch in l0 and torch in l1 and torch in core:
+        r0, r1, rc = (sec[fused]["ms"] / sec[torch]["ms"] for sec in (l0, l1, core))
+        rows.append(f"| fused ≤ {torch_ratio}× PyTorch | {judge(max(r0, r1) <= torch_ratio)}: {r0:.2f}× PyTorch's "
+                    f"time at dropout 0.0, {r1:.2f}× at dropout 0.1; the core alone {rc:.2f}× "
+                    "`F.scaled_dot_product_attention`. |")
+    linear, attention = flops()
+    layer, att = l0[comp]["ms"], core[comp]["ms"]
+    rest = layer - att
+    array = B * H * T * T * 4 / 2 ** 20
+    text = [READING, "", "| target | result |", "|---|---|", *rows, "",
+            f"**Amdahl bound.** The four linear maps of the layer (Q/K/V, output, two feed-forward) cost "
+            f"{linear:.1f} GFLOP per step against {attention:.1f} GFLOP for the two attention products. The "
+            f"composed layer at dropout 0.0 takes {layer:.1f} ms, of which its attention core (the same shapes, "
+            f"timed alone above) takes {att:.1f} ms. An attention that cost nothing would leave {rest:.1f} ms, so "
+            f"no attention, however fast, speeds this layer up by more than {layer:.1f} / {rest:.1f} = "
+            f"{layer / rest:.2f}×. The fused op saves {att - core[fused]['ms']:.1f} ms of the core "
+            f"({speed(core):.2f}×) and {layer - l0[fused]['ms']:.1f} ms of the layer.",
+            "",
+            f"**Memory.** One (B, h, T, T) float32 array is {array:.1f} MiB here; the dropout mask packed as bits "
+            f"is {array / 32:.1f} MiB. Saving the log-sum-exp instead of the softmax (`recompute`) holds "
+            f"{l0[fused]['saved'] - l0[rec]['saved']:.1f} MiB less after the layer's forward, for "
+            f"{core[rec]['ms'] - core[fused]['ms']:.1f} ms more in the core."]
+    if torch in l0:
+        text[-1] += (f" After forward, the fused layer holds {l0[fused]['saved']:.1f} MiB, PyTorch's "
+                     f"{l0[torch]['saved']:.1f} MiB.")
+    return "\n".join(text) + "\n"
+
+
+def write_body(out, body):
+    text = out.read_text() if out.exists() else "# Attention benchmark\n\n<!-- bench:start --><!-- bench:end -->\n"
+    start, end = text.index("<!-- bench:start -->"), text.index("<!-- bench:end -->") + len("<!-- bench:end -->")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text[:start] + body + text[end:])
+    print(f"wrote {out}")
+
+
+def reread(out):
+    """Recompute the reading from the tables already on the page ``out`` (no measurement)."""
+    text = out.read_text()
+    start = text.index("<!-- bench:start -->") + len("<!-- bench:start -->")
+    tables = text[start:text.index("<!-- bench:end -->")].split(READING)[0].rstrip("\n") + "\n"
+    write_body(out, "<!-- bench:start -->" + tables + "\n" + reading(tables) + "<!-- bench:end -->")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeat", type=int, default=10)
@@ -242,10 +342,15 @@ def main():
     ap.add_argument("--device", default="cpu", help="cpu, or cuda (CuPy against PyTorch CUDA)")
     ap.add_argument("--out", default=None)
     ap.add_argument("--json", default=None, help="also write the dropout-0 encoder-layer times (s) here")
+    ap.add_argument("--reading", action="store_true",
+                    help="only recompute the reading from the tables already on the page (no measurement)")
     args = ap.parse_args()
     global DEVICE
     DEVICE = mg.backend.parse_device(args.device)
     out = page("attention", DEVICE, args.out)
+    if args.reading:
+        reread(out)
+        return
     repeat = 2 if args.quick else args.repeat
     try:
         import torch
@@ -294,13 +399,11 @@ def main():
 
     stamp = (f"Measured {today()} on {machine(DEVICE)}; PyTorch {torch_version}; "
              f"{args.threads} thread(s) for every library; {repeat} interleaved rounds; float32.\n\n")
-    body = "<!-- bench:start -->\n" + stamp + "\n".join(sections) + "<!-- bench:end -->"
+    tables = "\n" + stamp + "\n".join(sections)
+    notes = reading(tables)
+    print(notes, flush=True)
     if not args.quick:
-        text = out.read_text() if out.exists() else "# Attention benchmark\n\n<!-- bench:start --><!-- bench:end -->\n"
-        start, end = text.index("<!-- bench:start -->"), text.index("<!-- bench:end -->") + len("<!-- bench:end -->")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text[:start] + body + text[end:])
-        print(f"wrote {out}")
+        write_body(out, "<!-- bench:start -->" + tables + "\n" + notes + "<!-- bench:end -->")
 
 
 if __name__ == "__main__":

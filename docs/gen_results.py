@@ -31,7 +31,7 @@ REFERENCE = {
     "attention_order": "Su / Vaswani et al.: attention alone is blind to order; positions make it learnable",
     "gan_ring": "zero-centred penalty (R1) and cascading rejection against mode collapse",
     "margin_images": "AM-Softmax / ArcFace: a margin helps retrieval of unseen classes",
-    "margin_sentences": "Su: AM-Softmax beats softmax on unseen paraphrases (his own data)",
+    "margin_sentences": "Su, on his own data: top-1 0.908 softmax, 0.917 AM-Softmax, 0.914 A-Softmax",
     "crf_segmentation": "Su: a CRF learns the tag grammar that a per-character softmax breaks",
     "attention_sentiment": "well above chance (0.5); naive Bayes for scale",
 }
@@ -332,6 +332,16 @@ def attention_order_rows(run_id, res):
             f"Attention with and without positions ({setup}): test sequence / token accuracy {per}")
 
 
+def attention_order_detail(run_id, res):
+    """The attention page's extra row: how soon each position encoding learned the task."""
+    if not all(v.get("curve") for v in res["runs"].values()):
+        return []
+    first = ", ".join(f"{k} " + next((f"step {p['step']}" for p in v["curve"] if p["seq_acc"] >= 0.99), "never")
+                      for k, v in res["runs"].items())
+    return [(f"first evaluation (every {res['config']['eval_every']} steps, on 1,000 of the test sequences) with "
+             "sequence accuracy ≥ 0.99", first)]
+
+
 def gan_ring_rows(run_id, res):
     per = ", ".join(f"{k} {v['modes_mean']:.2f} ± {v['modes_std']:.2f} / {100 * v['hq_mean']:.1f} %"
                     for k, v in res["table"].items())
@@ -358,6 +368,130 @@ def margin_sentences_rows(run_id, res):
             f"Margin losses on unseen paraphrase groups ({setup}), top-1: {per}")
 
 
+MARGIN_NAMES = {"char_bag_baseline": "bag of characters (no training)", "softmax": "softmax (cosine)",
+                "am": "AM-Softmax", "a": "A-Softmax", "arcface": "ArcFace"}
+
+
+def _seed(res):
+    """A run's seed: recorded by the example, else the ``--seed`` of its command, else the default 0."""
+    if "seed" in res:
+        return res["seed"]
+    found = re.search(r"--seed[ =](\d+)", res.get("meta", {}).get("command", ""))
+    return int(found.group(1)) if found else 0
+
+
+def _cell(d, *path, digits=3):
+    """``d[path[0]][path[1]]...`` with ``digits`` decimals, or "–" where the run does not record it."""
+    for key in path:
+        if not isinstance(d, dict) or key not in d:
+            return "–"
+        d = d[key]
+    return f"{d:.{digits}f}"
+
+
+def _run_head(run_id, res):
+    return f"**{run_id}** ([results](../runs/{run_id}/results.json)): `{_command(res)}`; {_when(res)}."
+
+
+IMAGE_SETS = {"mnist": "MNIST", "fashion": "Fashion-MNIST", "digits": "the 8×8 digits"}
+
+
+def margin_images_page(runs):
+    """The margin page's image section: every margin_images run as the example's own table."""
+    out = []
+    for run_id, res in runs.items():
+        if example_of(run_id) != "margin_images" or res.get("stopped"):
+            continue
+        seen, data = res["seen_classes"], IMAGE_SETS.get(res["dataset"], res["dataset"])
+        out += [f"{_run_head(run_id, res)} {data}, trained on classes {seen[0]}–{seen[-1]}, retrieval among the "
+                f"others, {res['config']['epochs']} epochs, seed {_seed(res)}:", "",
+                "| model | unseen top-1 | P@10 | mAP | 2-D top-1 | seen closed-set acc |", "|---|---|---|---|---|---|"]
+        for name, r in [("raw pixels (cosine)", res["pixel_baseline"])] + [
+                (MARGIN_NAMES.get(k, k), r) for k, r in res["losses"].items()]:
+            out.append(f"| {name} | " + " | ".join(_cell(r, *path) for path in (
+                ("top1",), ("p@10",), ("mAP",), ("retrieval_2d", "top1"), ("closed_set_acc",))) + " |")
+        out.append("")
+    return "\n".join(out).rstrip() or "No margin_images run committed yet."
+
+
+_RETRIEVAL = [(p, k) for p in ("sentence", "group") for k in ("top1", "top5", "top10")]
+_RETRIEVAL_HEAD = "| model | sentence top-1 | top-5 | top-10 | group top-1 | top-5 | top-10 |"
+
+
+def pooled_margin_sentences(runs):
+    """Finished margin_sentences runs of one protocol (equal settings and losses, ablations left out) that
+    differ only in the seed, pooled when there are two or more seeds. A list of {"run_ids", "seeds", "summary",
+    "gains"}: ``summary[loss][protocol][metric]`` is the mean and sample std over the seeds, ``gains[loss]`` the
+    sentence top-1 above plain softmax per seed."""
+    groups = {}
+    for run_id, res in runs.items():
+        if example_of(run_id) != "margin_sentences" or res.get("stopped") or "-ablation" in run_id:
+            continue
+        key = json.dumps([res.get("config"), res.get("data"), list(res["losses"])], sort_keys=True)
+        members = groups.setdefault(key, {})
+        members.setdefault(_seed(res), run_id)
+    pooled = []
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        seeds = sorted(members)
+        ms = [runs[members[s]]["losses"] for s in seeds]
+        summary = {loss: {p: {k: _mean_std([m[loss][p][k] for m in ms]) for k in ("top1", "top5", "top10")
+                              if all(k in m[loss].get(p, {}) for m in ms)}
+                          for p in ("sentence", "group")} for loss in ms[0]}
+        gains = {loss: [m[loss]["sentence"]["top1"] - m["softmax"]["sentence"]["top1"] for m in ms]
+                 for loss in ms[0] if loss not in ("softmax", "char_bag_baseline") and "softmax" in ms[0]}
+        setup = f"synthetic paraphrases, unseen groups, {runs[members[seeds[0]]]['config']['epochs']} epochs"
+        pooled.append({"run_ids": [members[s] for s in seeds], "seeds": seeds, "setup": setup, "summary": summary,
+                       "gains": gains})
+    return pooled
+
+
+def _margin_pooled_when(runs, p):
+    metas = [runs[i].get("meta", {}) for i in p["run_ids"]]
+    dates = sorted(m.get("date", "?") for m in metas)
+    machines = " / ".join(dict.fromkeys(m.get("machine", "?") for m in metas))
+    walls = ", ".join(_duration(m.get("wall_seconds")) for m in metas)
+    return f"{dates[0]} to {dates[-1]}, {machines}, wall time per run {walls}"
+
+
+def pooled_margin_sentences_row(p):
+    """(metric, value) of a pooled margin_sentences protocol: sentence top-1 per loss, mean ± std."""
+    per = ", ".join(f"{k} {_pm(v['sentence']['top1'])}" for k, v in p["summary"].items())
+    return (f"sentence retrieval top-1 per loss ({p['setup']}), **{len(p['seeds'])} seeds** "
+            f"({', '.join(map(str, p['seeds']))}) pooled", per)
+
+
+def margin_sentences_page(runs):
+    """The margin page's sentence section: every margin_sentences run (both protocols, top-1/5/10, and the
+    training loss of the last epoch), then the seeds pooled, with each margin loss's gain over softmax."""
+    out = []
+    for run_id, res in runs.items():
+        if example_of(run_id) != "margin_sentences" or res.get("stopped"):
+            continue
+        train = f"{res['train_groups']:,} training groups, " if "train_groups" in res else ""
+        out += [f"{_run_head(run_id, res)} Seed {_seed(res)}: {train}{res['test_groups']:,} held-out groups "
+                f"({res['test_sentences']:,} sentences), {res['config']['epochs']} epochs:", "",
+                _RETRIEVAL_HEAD + " training loss, last epoch |", "|---|---|---|---|---|---|---|---|"]
+        out += ["| " + " | ".join([MARGIN_NAMES.get(k, k)] + [_cell(r, p, m) for p, m in _RETRIEVAL]
+                                  + [f"{r['loss_curve'][-1]:.2f}" if r.get("loss_curve") else "–"]) + " |"
+                for k, r in res["losses"].items()]
+        out.append("")
+    for p in pooled_margin_sentences(runs):
+        out += [f"Pooled: mean ± standard deviation over seeds {', '.join(map(str, p['seeds']))} "
+                f"({', '.join(f'[{i}](../runs/{i}/results.json)' for i in p['run_ids'])}):",
+                "", _RETRIEVAL_HEAD, "|---|---|---|---|---|---|---|"]
+        out += ["| " + " | ".join([MARGIN_NAMES.get(k, k)] + [_pm(v[q][m]) if m in v[q] else "–"
+                                                              for q, m in _RETRIEVAL]) + " |"
+                for k, v in p["summary"].items()]
+        gains = "; ".join(f"{MARGIN_NAMES.get(k, k)} " + " / ".join(f"{100 * g:+.1f}" for g in v)
+                          for k, v in p["gains"].items())
+        out += ["", f"Sentence top-1 minus plain softmax's, in points, seed by seed "
+                    f"({' / '.join(map(str, p['seeds']))}): {gains}.", ""]
+    out.append(f"Reference, not comparable (other data, other protocol): {REFERENCE['margin_sentences']}.")
+    return "\n".join(out).rstrip()
+
+
 def crf_rows(run_id, res):
     per = ", ".join(f"{k} {v['f1']:.4f} ({100 * v['illegal_transition_share']:.3g} %)"
                     for k, v in res["models"].items())
@@ -374,6 +508,15 @@ def attention_sentiment_rows(run_id, res):
     value = (f"{res['test_accuracy']:.4f} (naive Bayes {res['naive_bayes_test_accuracy']:.4f}; "
              f"best validation epoch {res['best_epoch']})")
     return [(f"test accuracy ({setup})", value)], f"Transformer review sentiment ({setup}): test accuracy {value}"
+
+
+def attention_sentiment_detail(run_id, res):
+    """The attention page's extra rows: validation accuracy by epoch and the validation accuracy of the epoch
+    that was tested."""
+    if not res.get("history"):
+        return []
+    return [("validation accuracy by epoch (the best epoch is tested)",
+             ", ".join(f"{h['epoch']}: {h['val_acc']:.4f}" for h in res["history"]))]
 
 
 FORMATTERS = {"capsule_two_digits": capsule_rows, "cnn_digits": cnn_rows, "vae_cluster": vae_rows,
@@ -407,6 +550,11 @@ def results_table(runs):
         links = ", ".join(_run_link(i) for i in p["run_ids"])
         lines.append(f"| `vae_cluster` | {links} | {metric} | {value} | {REFERENCE['vae_cluster']} | "
                      f"{_pooled_when(runs, p)} |")
+    for p in pooled_margin_sentences(runs):
+        metric, value = pooled_margin_sentences_row(p)
+        links = ", ".join(_run_link(i) for i in p["run_ids"])
+        lines.append(f"| `margin_sentences` | {links} | {metric} | {value} | {REFERENCE['margin_sentences']} | "
+                     f"{_margin_pooled_when(runs, p)} |")
     missing = [f"- `{ex}`: {what}" for ex, what in NOT_RERUN.items() if ex not in seen]
     if missing:
         lines += ["", "Not re-run since the first version (their earlier numbers had no `results.json` behind them "
@@ -548,7 +696,11 @@ def glance(runs):
                      f"{_pm(s['acc_majority'])} majority label, {_pm(s['acc_hungarian'])} Hungarian, NMI "
                      f"{_pm(s['nmi'])}; best seed {p['best']:.3f} "
                      f"({', '.join(_run_link(i, True) for i in p['run_ids'])}; {_pooled_when(runs, p)}).")
-    in_pool = {i for p in pooled for i in p["run_ids"]}
+    for p in pooled_margin_sentences(runs):
+        metric, value = pooled_margin_sentences_row(p)
+        lines.append(f"- Margin losses, {metric}: {value} "
+                     f"({', '.join(_run_link(i, True) for i in p['run_ids'])}; {_margin_pooled_when(runs, p)}).")
+    in_pool = {i for p in pooled + pooled_margin_sentences(runs) for i in p["run_ids"]}
     for run_id, res in runs.items():
         fmt = FORMATTERS.get(example_of(run_id))
         if fmt is None or "-ablation" in run_id or run_id in in_pool:
@@ -563,9 +715,10 @@ def glance(runs):
     return "\n".join(lines)
 
 
-def runs_of(example, rows=None):
+def runs_of(example, rows=None, detail=None):
     """A section for an experiment's own page: every committed run of ``example`` with its command, machine, date
-    and wall time, and its rows (``rows(run_id, res)``, by default the results page's)."""
+    and wall time, and its rows (``rows(run_id, res)``, by default the results page's; then the rows
+    ``detail(run_id, res)`` adds for that page only)."""
     rows = rows or FORMATTERS[example]
 
     def section(runs):
@@ -577,7 +730,8 @@ def runs_of(example, rows=None):
                 if res.get("stopped") else ""
             out += [f"**{run_id}** ([results](../runs/{run_id}/{'progress' if res.get('stopped') else 'results'}"
                     f".json)): `{_command(res)}`; {_when(res)}.{stopped}", "", "| metric | measured |", "|---|---|"]
-            out += [f"| {metric} | {value} |" for metric, value in rows(run_id, res)[0]]
+            page_rows = rows(run_id, res)[0] + (detail(run_id, res) if detail else [])
+            out += [f"| {metric} | {value} |" for metric, value in page_rows]
             out.append("")
         return "\n".join(out).rstrip() or f"No {example} run committed yet."
     return section
@@ -716,11 +870,12 @@ SECTIONS = {RESULTS_MD: {"table": results_table, "capsule": capsule_detail}, REA
             ROOT / "docs" / "derivations" / "gan.md": {"dirac": dirac_page,
                                                       "dcgan": runs_of("gan_dcgan", dcgan_page_rows),
                                                       "ring": ring_page},
-            ROOT / "docs" / "derivations" / "attention.md": {"attention-order": runs_of("attention_order"),
-                                                             "attention-sentiment": runs_of("attention_sentiment")},
+            ROOT / "docs" / "derivations" / "attention.md": {
+                "attention-order": runs_of("attention_order", detail=attention_order_detail),
+                "attention-sentiment": runs_of("attention_sentiment", detail=attention_sentiment_detail)},
             ROOT / "docs" / "derivations" / "crf.md": {"crf": crf_page},
-            ROOT / "docs" / "derivations" / "margin.md": {"margin": lambda runs: "\n\n".join(
-                runs_of(ex)(runs) for ex in ("margin_images", "margin_sentences"))},
+            ROOT / "docs" / "derivations" / "margin.md": {"margin-sentences": margin_sentences_page,
+                                                          "margin-images": margin_images_page},
             ROOT / "docs" / "derivations" / "capsule.md": {"capsule-reference": capsule_reference,
                                                            "capsule-runs": runs_of("capsule_two_digits"),
                                                            "capsule-heads": capsule_heads,

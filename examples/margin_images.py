@@ -154,7 +154,7 @@ def run(device="cpu", quick=False, out_dir=None, seed=0, dataset="auto", n_seen=
     te_seen, te_unseen = np.isin(yte, seen), ~np.isin(yte, seen)
     print(f"{NAME}: {name}; train on classes {seen} ({len(Xtr)} images), retrieve among classes "
           f"{sorted(set(yte[te_unseen].tolist()))} ({int(te_unseen.sum())} test images)")
-    results = {"dataset": name, "seen_classes": seen, "config": args, "losses": {},
+    results = {"dataset": name, "seed": seed, "seen_classes": seen, "config": args, "losses": {},
                "pixel_baseline": retrieval(Xte[te_unseen].astype(np.float64), yte[te_unseen])}
     panels = []
     for loss in losses:

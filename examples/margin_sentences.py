@@ -167,7 +167,7 @@ def run(device="cpu", quick=False, out_dir=None, seed=0, pairs=None, losses=None
     vocab = margin_data.CharVocab(train_sents)
     print(f"{NAME}: {source}\n  {len(train_groups)} training groups ({len(train_sents)} sentences), "
           f"{len(test_groups)} held-out groups ({len(test_sents)} sentences), {len(vocab)} characters")
-    results = {"data": source, "train_groups": len(train_groups), "test_groups": len(test_groups),
+    results = {"data": source, "seed": seed, "train_groups": len(train_groups), "test_groups": len(test_groups),
                "test_sentences": len(test_sents), "config": args, "losses": {}}
     punct = set("，。？?!！、 ")
     base = retrieval_scores(char_bag_embeddings(test_sents, [c for c in vocab.itos[2:] if c not in punct]),

@@ -36,13 +36,9 @@ def test_the_hand_typed_number_check_can_fail():
     assert re.findall(r"\d+\.\d+", _outside_generated_blocks(text)) == ["0.83"]
 
 
-# Pages whose first-version measurements are still being moved into generated blocks.
-NOT_YET_GENERATED = {"attention.md", "margin.md"}
-
-
 def test_no_page_of_the_docs_has_a_number_typed_by_hand():
     """Every measured number a reader sees comes from a generator; settings are written as math or code."""
-    typed = {p.name: found for p in gen_results.doc_pages() if p.name not in NOT_YET_GENERATED and (
+    typed = {p.name: found for p in gen_results.doc_pages() if (
         found := gen_results.typed_numbers(gen_results.hand_written(p)))}
     assert not typed, "numbers typed by hand (python -m docs.gen_results --typed lists them): " + "; ".join(
         f"{name}: {[n for _, n in found[:6]]}" for name, found in typed.items())
@@ -252,3 +248,49 @@ def test_the_crf_and_gan_pages_show_every_model_setting_and_variant_of_their_run
     assert "| WGAN | 1.414 | 1.414 – 1.414 | 204.7 | 1.399 |" in gan
     assert "WGAN + EMA 10.1× (ODE), 10.3× (alternating)" in gan
     assert "| R1 | 8.00 ± 0.00 | 81.4 ± 7.8 % | 8, 8; 86.3, 70.4 | 27 s |" in gan
+
+
+def _sentences_run(seed, softmax, am, command=None):
+    meta = {"date": f"d{seed}", "machine": "m", "command": command or f"python -m examples run margin_sentences "
+                                                                      f"--seed {seed}", "wall_seconds": 120.0}
+    losses = {name: {"sentence": {"top1": top1, "top5": 0.99, "top10": 1.0}, "group": {"top1": 0.9, "top5": 1.0,
+                                                                                       "top10": 1.0},
+                     "loss_curve": [5.0, curve]} for name, top1, curve in (("softmax", softmax, 0.02), ("am", am, 0.4))}
+    return {"data": "SYNTHETIC", "train_groups": 866, "test_groups": 217, "test_sentences": 1300,
+            "config": {"epochs": 20}, "losses": losses, "meta": meta}
+
+
+def test_margin_runs_that_differ_only_in_the_seed_are_pooled():
+    runs = {"margin_sentences": _sentences_run(0, 0.90, 0.94, command="python -m examples run margin_sentences"),
+            "margin_sentences-seed1": {**_sentences_run(1, 0.92, 0.95), "seed": 1}}
+    docs = gen_results.generate(runs)
+    page = docs[gen_results.ROOT / "docs" / "derivations" / "margin.md"]
+    assert "Seed 0: 866 training groups" in page and "Seed 1: 866 training groups" in page
+    assert "| AM-Softmax | 0.940 | 0.990 | 1.000 | 0.900 | 1.000 | 1.000 | 0.40 |" in page
+    assert "Pooled: mean ± standard deviation over seeds 0, 1" in page
+    assert "| AM-Softmax | 0.945 ± 0.007 | 0.990 ± 0.000 |" in page
+    assert "seed by seed (0 / 1): AM-Softmax +4.0 / +3.0." in page
+    assert gen_results.REFERENCE["margin_sentences"] in page
+    table, readme = docs[gen_results.RESULTS_MD], docs[gen_results.README]
+    assert "**2 seeds** (0, 1) pooled | softmax 0.910 ± 0.014, am 0.945 ± 0.007" in table
+    assert readme.count("margin_sentences-seed1/results.json") == 1, "the pooled line replaces the runs' own"
+    # another protocol (other settings) is not pooled with them
+    other = {**_sentences_run(2, 0.5, 0.6), "config": {"epochs": 5}}
+    assert len(gen_results.pooled_margin_sentences({**runs, "margin_sentences-short": other})) == 1
+
+
+def test_the_attention_page_shows_how_soon_each_encoding_learned_and_the_validation_curve():
+    meta = {"date": "d", "machine": "m", "command": "c", "wall_seconds": 60.0}
+    curve = [{"step": 100, "seq_acc": 0.2}, {"step": 200, "seq_acc": 0.995}]
+    order = {"config": {"task": "reverse", "length": 16, "steps": 200, "layers": 2, "d_model": 64, "n_test": 5000,
+                        "eval_every": 100},
+             "runs": {"none": {"sequence_accuracy": 0.0, "token_accuracy": 0.24, "curve": curve[:1]},
+                      "sinusoidal": {"sequence_accuracy": 1.0, "token_accuracy": 1.0, "curve": curve}}, "meta": meta}
+    sentiment = {"n_train": 100, "n_test": 20, "test_accuracy": 0.8, "naive_bayes_test_accuracy": 0.7, "best_epoch": 2,
+                 "config": {"epochs": 2, "layers": 2, "d_model": 64}, "meta": meta,
+                 "history": [{"epoch": 1, "val_acc": 0.75}, {"epoch": 2, "val_acc": 0.8125}]}
+    docs = gen_results.generate({"attention_order": order, "attention_sentiment": sentiment})
+    page = docs[gen_results.ROOT / "docs" / "derivations" / "attention.md"]
+    assert "sequence accuracy ≥ 0.99 | none never, sinusoidal step 200 |" in page
+    assert "| validation accuracy by epoch (the best epoch is tested) | 1: 0.7500, 2: 0.8125 |" in page
+    assert "step 200" not in docs[gen_results.RESULTS_MD], "the page's detail rows stay on the page"
