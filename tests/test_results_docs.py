@@ -294,3 +294,12 @@ def test_the_attention_page_shows_how_soon_each_encoding_learned_and_the_validat
     assert "sequence accuracy ≥ 0.99 | none never, sinusoidal step 200 |" in page
     assert "| validation accuracy by epoch (the best epoch is tested) | 1: 0.7500, 2: 0.8125 |" in page
     assert "step 200" not in docs[gen_results.RESULTS_MD], "the page's detail rows stay on the page"
+
+
+def test_the_capsule_initialisation_diagnostic_computes_the_squash_slope_and_the_old_bound():
+    from docs import gen_capsule_init as g
+    q = lambda s: s * s / (g.C + s * s)   # squashed length at ‖s‖ = s
+    for s in (0.1, 0.5, 2.0, 5.0):
+        fd = (q(s + 1e-6) - q(s - 1e-6)) / 2e-6
+        assert abs(g.slope(q(s)) - fd) < 1e-6 * max(1.0, fd)
+    assert abs(g.first_version_scale(64) - (2.8 ** 0.5)) < 1e-12
