@@ -111,11 +111,39 @@ def _run_link(run_id, from_readme=False, file="results.json"):
 
 
 # ---- per-example rows ---------------------------------------------------------------------------------------------
+def _capsule_scale(cfg):
+    return (f"{cfg['n_train']:,} of {cfg['of']:,} digits, {cfg['epochs']} epochs, {cfg['trunk']} CNN "
+            f"{tuple(cfg['channels'])}, {cfg['n_seeds']} seed(s)")
+
+
+def _capsule_curve(curve):
+    return ", ".join(f"{p['epoch']}: {p['single_acc']:.4f} / {p['top2']:.3f}" for p in curve)
+
+
+def capsule_stopped_rows(run_id, res):
+    """A capsule run stopped before its end: the head in training, its learning curve (single-digit accuracy and
+    two-digit top-2 on the first test images, as the example scores them after every epoch) and its start."""
+    cfg, run = res["config"], res.get("in_progress") or {}
+    curve = run.get("curve", [])
+    if not curve:
+        return [(f"two-digit top-2 ({_capsule_scale(cfg)})", "stopped before its first epoch ended")], None
+    last, head = curve[-1], run["head"]
+    what = (f"`{head.split('-', 1)[-1]}` head, seed {run['seed']} ({_capsule_scale(cfg)}), **stopped after "
+            f"{last['epoch']} of {cfg['epochs']} epochs**")
+    rows = [(f"{what}: single-digit accuracy / two-digit top-2 by epoch (first test images)", _capsule_curve(curve)),
+            (f"{what}: initial mean length; saturated classes by epoch",
+             f"{run['initial_length']['mean']:.3f}; " + ", ".join(str(p["saturated_classes"]) for p in curve))]
+    glance = (f"Capsules on two-digit images, {what}: single-digit accuracy {last['single_acc']:.4f}, top-2 "
+              f"{last['top2']:.3f} on the first test images, {last['saturated_classes']} saturated classes")
+    return rows, glance
+
+
 def capsule_rows(run_id, res):
     """(metric, value) rows and a one-line glance for a capsule_two_digits run."""
+    if res.get("stopped"):
+        return capsule_stopped_rows(run_id, res)
     cfg, summ = res["config"], res["summary"]
-    scale = (f"{cfg['n_train']:,} of {cfg['of']:,} digits, {cfg['epochs']} epochs, {cfg['trunk']} CNN "
-             f"{tuple(cfg['channels'])}, {cfg['n_seeds']} seed(s)")
+    scale = _capsule_scale(cfg)
     caps = [h for h in summ if h != "pooling"]
     trained = ", ".join(f"`{h.split('-', 1)[1]}` {summ[h]['trained_runs']}" for h in caps)
     top2 = " / ".join(f"`{h.split('-', 1)[1]}` {_pm(summ[h]['top2'])}" for h in caps)
@@ -569,6 +597,11 @@ def capsule_detail(runs):
         if example_of(run_id) != "capsule_two_digits":
             continue
         cfg = res["config"]
+        if res.get("stopped"):
+            out += [f"**{run_id}** (`{_command(res)}`; {_when(res)}; stopped before its end):", "",
+                    "| metric | measured |", "|---|---|",
+                    *(f"| {m} | {v} |" for m, v in capsule_stopped_rows(run_id, res)[0]), ""]
+            continue
         out += [f"**{run_id}** (`{_command(res)}`; {_when(res)}; trunk {cfg['trunk']} "
                 f"{tuple(cfg['channels'])}, w-scale {cfg['w_scale']}, batch {cfg['batch_size']}, lr {cfg['lr']}):", "",
                 "| seed | head | initial mean length | single-digit acc | two digits: top-2 | top-2, both > 0.5 | "

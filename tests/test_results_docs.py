@@ -303,3 +303,19 @@ def test_the_capsule_initialisation_diagnostic_computes_the_squash_slope_and_the
         fd = (q(s + 1e-6) - q(s - 1e-6)) / 2e-6
         assert abs(g.slope(q(s)) - fd) < 1e-6 * max(1.0, fd)
     assert abs(g.first_version_scale(64) - (2.8 ** 0.5)) < 1e-12
+
+
+def test_a_stopped_capsule_run_reports_its_learning_curve_and_says_it_stopped():
+    cfg = {"n_train": 60000, "of": 60000, "epochs": 10, "trunk": "seed", "channels": [64, 128], "n_seeds": 1,
+           "w_scale": 1.0, "batch_size": 128, "lr": 0.001}
+    curve = [{"epoch": 1, "single_acc": 0.9705, "top2": 0.689, "saturated_classes": 0},
+             {"epoch": 2, "single_acc": 0.982, "top2": 0.584, "saturated_classes": 1}]
+    run = {"config": cfg, "finished": [], "stopped": True, "meta": {"date": "d", "machine": "m", "command": "c"},
+           "in_progress": {"seed": 0, "head": "capsule-sabour", "initial_length": {"mean": 0.116}, "curve": curve}}
+    docs = gen_results.generate({"capsule_two_digits-full-sabour": run})
+    table = docs[gen_results.RESULTS_MD]
+    assert "`sabour` head, seed 0 (60,000 of 60,000 digits, 10 epochs" in table
+    assert "**stopped after 2 of 10 epochs**" in table and "1: 0.9705 / 0.689, 2: 0.9820 / 0.584" in table
+    assert "| 0.116; 0, 1 |" in table
+    assert "single-digit accuracy 0.9820, top-2 0.584 on the first test images, 1 saturated classes" in docs[
+        gen_results.README]
