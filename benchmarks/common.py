@@ -86,6 +86,16 @@ def write_page(path, text):
     print(f"wrote {path}")
 
 
+def splice(path, name, text):
+    """Put ``text`` between the ``<!-- name:start -->`` and ``<!-- name:end -->`` markers of the page ``path``."""
+    path = Path(path)
+    src = path.read_text()
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    i, j = src.index(start) + len(start), src.index(end)
+    path.write_text(src[:i] + "\n" + text.strip() + "\n" + src[j:])
+    print(f"wrote the {name} section of {path}")
+
+
 def markdown_table(header, rows):
     return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
                      + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows])

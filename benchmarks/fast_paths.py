@@ -18,11 +18,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.common import ROOT, machine
+from benchmarks.common import ROOT, machine, splice
 
 CORE = "minigrad/core.py"
 PAGE = ROOT / "docs" / "architecture.md"
-MARKERS = ("<!-- fastpaths:start -->", "<!-- fastpaths:end -->")
 
 # name: (what it is, the workload it serves, [(the fast path's text, the plain text that replaces it)])
 FAST_PATHS = {
@@ -115,9 +114,13 @@ def compare(fast, plain, rounds):
     """Median over ``rounds`` of plain ÷ fast, and every round's ratio; each round runs both, in turn."""
     ratios = []
     for r in range(rounds):
-        first, second = (fast, plain) if r % 2 == 0 else (plain, fast)
-        got = {id(first): first(), id(second): second()}
-        ratios.append(got[id(plain)] / got[id(fast)])
+        if r % 2 == 0:
+            f = fast()
+            p = plain()
+        else:
+            p = plain()
+            f = fast()
+        ratios.append(p / f)
     return statistics.median(ratios), ratios
 
 
@@ -129,13 +132,6 @@ def table(rows, rounds):
             "| fast path | what it does | without it |\n|---|---|---|\n")
     return head + "\n".join(f"| {name} | {what} | {kind} {unit} ×{ratio:.2f} |" for name, what, kind, unit, ratio
                              in rows)
-
-
-def write(text, page=PAGE):
-    """Put ``text`` between the markers of ``page``."""
-    src = page.read_text()
-    start, end = src.index(MARKERS[0]), src.index(MARKERS[1])
-    page.write_text(src[:start] + MARKERS[0] + "\n" + text + "\n" + src[end:])
 
 
 def main(argv=None):
@@ -160,7 +156,7 @@ def main(argv=None):
     text = table(rows, args.rounds)
     print(text)
     if not args.no_write:
-        write(text)
+        splice(PAGE, "fastpaths", text)
 
 
 if __name__ == "__main__":

@@ -47,10 +47,11 @@ def test_the_benchmark_page_links_each_model_page_once(tmp_path):
 
 def test_the_fast_path_table_goes_between_its_markers(tmp_path):
     from benchmarks import fast_paths
+    from benchmarks.common import splice
     page = tmp_path / "architecture.md"
-    page.write_text("before\n" + "\n".join(fast_paths.MARKERS) + "\nafter\n")
-    fast_paths.write(fast_paths.table([("cache", "what", "chain", "time", 1.234)], rounds=3), page)
+    page.write_text("before\n<!-- fastpaths:start -->\nold\n<!-- fastpaths:end -->\nafter\n")
+    splice(page, "fastpaths", fast_paths.table([("cache", "what", "chain", "time", 1.234)], rounds=3))
     text = page.read_text()
-    assert text.startswith("before\n<!-- fastpaths:start -->\nMeasured ")
+    assert text.startswith("before\n<!-- fastpaths:start -->\nMeasured ") and "old" not in text
     assert text.endswith("<!-- fastpaths:end -->\nafter\n")
     assert "| cache | what | chain time ×1.23 |" in text and "median of 3 rounds" in text

@@ -19,6 +19,7 @@ import minigrad as mg
 from minigrad import data
 from minigrad.models.capsule import VARIANTS
 
+from benchmarks.common import splice
 from examples.capsule_two_digits import make
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,11 +84,7 @@ def main():
         f"computed {datetime.date.today().isoformat()} on {platform.machine()}, {os.cpu_count()} cores visible "
         f"(load average {load:.1f}), Python {platform.python_version()}, NumPy {np.__version__}, in "
         f"{time.time() - t0:.0f} s, by `python -m docs.gen_capsule_init`."])
-    src = PAGE.read_text()
-    start, end = "<!-- capsinit:start -->", "<!-- capsinit:end -->"
-    i, j = src.index(start) + len(start), src.index(end)
-    PAGE.write_text(src[:i] + "\n" + text + "\n" + src[j:])
-    print(f"wrote the capsinit section of {PAGE.relative_to(ROOT)}")
+    splice(PAGE, "capsinit", text)
 
 
 if __name__ == "__main__":

@@ -16,19 +16,11 @@ import numpy as np
 import minigrad as mg
 from minigrad.func import grad, jacfwd, jacrev
 
+from benchmarks.common import splice
+
 ROOT = Path(__file__).resolve().parent.parent
 
 IMG = ROOT / "docs" / "img"
-
-
-def _splice(page, name, text):
-    """Replace what lies between <!-- name:start --> and <!-- name:end --> in ``page``."""
-    path = ROOT / page
-    src = path.read_text()
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    i, j = src.index(start) + len(start), src.index(end)
-    path.write_text(src[:i] + "\n" + text.strip() + "\n" + src[j:])
-    print(f"wrote the {name} section of {page}")
 
 
 def _machine():
@@ -108,7 +100,7 @@ def jac():
         "", f"Crossing points (interpolated): {cross or 'none in the range'}.",
         "", f"Measured on {_machine()}; f(x) = W₂ tanh(W₁ x) with 64 hidden units, float64, median process CPU "
             "time of 7 runs by `python -m docs.gen_forward_mode jac`."])
-    _splice("docs/tour/8-forward-mode.md", "jaccost", text)
+    splice(ROOT / "docs/tour/8-forward-mode.md", "jaccost", text)
 
 
 # ---- Dirac-GAN eigenvalues ---------------------------------------------------------------------------------------
@@ -184,7 +176,7 @@ def gan():
     text = "\n".join([
         "| setting | Jacobian rows (∂v_θ; ∂v_ψ) | eigenvalues | largest real part |", "|---|---|---|---|", *rows,
         "", f"Computed on {_machine()} by `python -m docs.gen_forward_mode gan` (float64)."])
-    _splice("docs/derivations/gan.md", "diraceig", text)
+    splice(ROOT / "docs/derivations/gan.md", "diraceig", text)
 
 
 if __name__ == "__main__":

@@ -106,6 +106,13 @@ def _command(res):
     return re.sub(r"python \S*/(examples/\w+\.py)", r"python \1", cmd)
 
 
+def _run_header(run_id, res):
+    """"**run** ([results](…)): `command`; date, machine, wall time." on an experiment's page (the progress file of a
+    stopped run)."""
+    file = "progress.json" if res.get("stopped") else "results.json"
+    return f"**{run_id}** ([results](../runs/{run_id}/{file})): `{_command(res)}`; {_when(res)}."
+
+
 def _run_link(run_id, from_readme=False, file="results.json"):
     return f"[{run_id}]({'docs/' if from_readme else ''}runs/{run_id}/{file})"
 
@@ -239,10 +246,11 @@ def pooled_vae(runs):
 
 
 def _pooled_when(runs, p):
+    """Dates, machines and the wall time of each run pooled in ``p`` (a resumed run: all its epochs)."""
     metas = [runs[i].get("meta", {}) for i in p["run_ids"]]
     dates = sorted(m.get("date", "?") for m in metas)
-    walls = ", ".join(f"{max(m['wall_seconds'], _epoch_seconds(runs[i])) / 3600:.1f} h"
-                      for i, m in zip(p["run_ids"], metas) if m.get("wall_seconds"))
+    walls = ", ".join(_duration(max(m.get("wall_seconds") or 0, _epoch_seconds(runs[i])))
+                      for i, m in zip(p["run_ids"], metas))
     machines = " / ".join(dict.fromkeys(m.get("machine", "?") for m in metas))
     return f"{dates[0]} to {dates[-1]}, {machines}, wall time per run {walls}"
 
@@ -417,10 +425,6 @@ def _cell(d, *path, digits=3):
     return f"{d:.{digits}f}"
 
 
-def _run_head(run_id, res):
-    return f"**{run_id}** ([results](../runs/{run_id}/results.json)): `{_command(res)}`; {_when(res)}."
-
-
 IMAGE_SETS = {"mnist": "MNIST", "fashion": "Fashion-MNIST", "digits": "the 8×8 digits"}
 
 
@@ -431,7 +435,7 @@ def margin_images_page(runs):
         if example_of(run_id) != "margin_images" or res.get("stopped"):
             continue
         seen, data = res["seen_classes"], IMAGE_SETS.get(res["dataset"], res["dataset"])
-        out += [f"{_run_head(run_id, res)} {data}, trained on classes {seen[0]}–{seen[-1]}, retrieval among the "
+        out += [f"{_run_header(run_id, res)} {data}, trained on classes {seen[0]}–{seen[-1]}, retrieval among the "
                 f"others, {res['config']['epochs']} epochs, seed {_seed(res)}:", "",
                 "| model | unseen top-1 | P@10 | mAP | 2-D top-1 | seen closed-set acc |", "|---|---|---|---|---|---|"]
         for name, r in [("raw pixels (cosine)", res["pixel_baseline"])] + [
@@ -475,14 +479,6 @@ def pooled_margin_sentences(runs):
     return pooled
 
 
-def _margin_pooled_when(runs, p):
-    metas = [runs[i].get("meta", {}) for i in p["run_ids"]]
-    dates = sorted(m.get("date", "?") for m in metas)
-    machines = " / ".join(dict.fromkeys(m.get("machine", "?") for m in metas))
-    walls = ", ".join(_duration(m.get("wall_seconds")) for m in metas)
-    return f"{dates[0]} to {dates[-1]}, {machines}, wall time per run {walls}"
-
-
 def pooled_margin_sentences_row(p):
     """(metric, value) of a pooled margin_sentences protocol: sentence top-1 per loss, mean ± std."""
     per = ", ".join(f"{k} {_pm(v['sentence']['top1'])}" for k, v in p["summary"].items())
@@ -498,7 +494,7 @@ def margin_sentences_page(runs):
         if example_of(run_id) != "margin_sentences" or res.get("stopped"):
             continue
         train = f"{res['train_groups']:,} training groups, " if "train_groups" in res else ""
-        out += [f"{_run_head(run_id, res)} Seed {_seed(res)}: {train}{res['test_groups']:,} held-out groups "
+        out += [f"{_run_header(run_id, res)} Seed {_seed(res)}: {train}{res['test_groups']:,} held-out groups "
                 f"({res['test_sentences']:,} sentences), {res['config']['epochs']} epochs:", "",
                 _RETRIEVAL_HEAD + " training loss, last epoch |", "|---|---|---|---|---|---|---|---|"]
         out += ["| " + " | ".join([MARGIN_NAMES.get(k, k)] + [_cell(r, p, m) for p, m in _RETRIEVAL]
@@ -582,7 +578,7 @@ def results_table(runs):
         metric, value = pooled_margin_sentences_row(p)
         links = ", ".join(_run_link(i) for i in p["run_ids"])
         lines.append(f"| `margin_sentences` | {links} | {metric} | {value} | {REFERENCE['margin_sentences']} | "
-                     f"{_margin_pooled_when(runs, p)} |")
+                     f"{_pooled_when(runs, p)} |")
     missing = [f"- `{ex}`: {what}" for ex, what in NOT_RERUN.items() if ex not in seen]
     if missing:
         lines += ["", "Not re-run since the first version (their earlier numbers had no `results.json` behind them "
@@ -627,10 +623,6 @@ def _capsule_heads(runs, key=None):
             for r in res.get("runs", []) if key is None or key in r]
 
 
-def _get(row, key, fmt):
-    return "" if row.get(key) is None else f"{row[key]:{fmt}}"
-
-
 def _span(values, fmt):
     """"lo–hi" of ``values`` as ``fmt`` formats them, or the one value when both ends print alike."""
     lo, hi = f"{min(values):{fmt}}", f"{max(values):{fmt}}"
@@ -644,13 +636,14 @@ def capsule_heads(runs):
              "classes > 0.5 on a pair |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for run_id, res, r in _capsule_heads(runs):
         init = r.get("initial_length") or {}
-        start = f"{init['mean']:.3f} ({init['min']:.3f})" if "min" in init else _get(init, "mean", ".3f")
+        start = f"{init['mean']:.3f} ({init['min']:.3f})" if "min" in init else _fmt(init, "mean", "{:.3f}")
         scores = (f"{r['second_score_mean']:.2f} / {r['third_score_mean']:.2f}"
                   if "third_score_mean" in r else "")
         lines.append(f"| {run_id.split('-', 1)[-1]} | {r['seed']} | `{r['head']}` | {start} | "
-                     f"{r.get('saturated_classes', '')} | {_get(r, 'single_acc', '.4f')} | "
-                     f"{_get(r, 'single_classes_gt_0.5_mean', '.2f')} | {_get(r, 'top2', '.4f')} | "
-                     f"{_get(r, 'top2_both_gt_0.5', '.4f')} | {scores} | {_get(r, 'classes_gt_0.5_mean', '.2f')} |")
+                     f"{r.get('saturated_classes', '')} | {_fmt(r, 'single_acc', '{:.4f}')} | "
+                     f"{_fmt(r, 'single_classes_gt_0.5_mean', '{:.2f}')} | {_fmt(r, 'top2', '{:.4f}')} | "
+                     f"{_fmt(r, 'top2_both_gt_0.5', '{:.4f}')} | {scores} | "
+                     f"{_fmt(r, 'classes_gt_0.5_mean', '{:.2f}')} |")
     return "\n".join(lines) if len(lines) > 2 else "No capsule run committed yet."
 
 
@@ -667,7 +660,7 @@ def capsule_iterations(runs):
         sweep = r["top2_by_test_iterations"]
         chance = "" if r["single_acc"] > 0.5 else " (at chance)"
         lines.append(f"| {run_id.split('-', 1)[-1]} | {r['seed']} | `{r['head']}`{chance} | "
-                     + " | ".join(_get(sweep, str(t), ".3f") for t in counts) + " |")
+                     + " | ".join(_fmt(sweep, str(t), "{:.3f}") for t in counts) + " |")
     return "\n".join(lines)
 
 
@@ -732,7 +725,7 @@ def glance(runs):
     for p in pooled_margin_sentences(runs):
         metric, value = pooled_margin_sentences_row(p)
         lines.append(f"- Margin losses, {metric}: {value} "
-                     f"({', '.join(_run_link(i, True) for i in p['run_ids'])}; {_margin_pooled_when(runs, p)}).")
+                     f"({', '.join(_run_link(i, True) for i in p['run_ids'])}; {_pooled_when(runs, p)}).")
     in_pool = {i for p in pooled + pooled_margin_sentences(runs) for i in p["run_ids"]}
     for run_id, res in runs.items():
         fmt = FORMATTERS.get(example_of(run_id))
@@ -761,8 +754,7 @@ def runs_of(example, rows=None, detail=None):
                 continue
             stopped = " **Stopped before its end**: the numbers are those of its last finished epoch." \
                 if res.get("stopped") else ""
-            out += [f"**{run_id}** ([results](../runs/{run_id}/{'progress' if res.get('stopped') else 'results'}"
-                    f".json)): `{_command(res)}`; {_when(res)}.{stopped}", "", "| metric | measured |", "|---|---|"]
+            out += [_run_header(run_id, res) + stopped, "", "| metric | measured |", "|---|---|"]
             page_rows = rows(run_id, res)[0] + (detail(run_id, res) if detail else [])
             out += [f"| {metric} | {value} |" for metric, value in page_rows]
             out.append("")
@@ -773,10 +765,6 @@ def runs_of(example, rows=None, detail=None):
 def _fmt(d, key, fmt):
     """``d[key]`` formatted, or "" where a run does not record it."""
     return fmt.format(d[key]) if d.get(key) is not None else ""
-
-
-def _run_header(run_id, res):
-    return f"**{run_id}** ([results](../runs/{run_id}/results.json)): `{_command(res)}`; {_when(res)}."
 
 
 GRAMMAR = {"seg": "BMES", "ner": "BIO"}
@@ -965,14 +953,13 @@ def typed_numbers(text):
 
 
 def hand_written(path):
-    """The text of ``path`` a person writes: docs/benchmarks.md is the benchmark run's output but for its "notes"
-    (the other pages it copies are checked on their own), so only those are kept, line numbers unchanged."""
+    """The text of ``path`` a person writes: docs/benchmarks.md is the benchmark run's output but for its "notes",
+    so only those are kept, line numbers unchanged."""
     text = Path(path).read_text()
     if Path(path).resolve() != ROOT / "docs" / "benchmarks.md":
         return text
     notes = re.search(r"<!-- notes:start -->.*?<!-- notes:end -->", text, flags=re.S)
-    span = (notes.start(), notes.end()) if notes else (0, 0)
-    return "".join(c if span[0] <= i < span[1] or c == "\n" else " " for i, c in enumerate(text))
+    return "\n" * text.count("\n", 0, notes.start()) + notes.group(0) if notes else ""
 
 
 def doc_pages():
